@@ -1,0 +1,1 @@
+"""gpuconv.kernels: the @cuda.jit kernels, one module per algorithm family."""

@@ -1,0 +1,13 @@
+"""gpuconv: convolution and pooling kernels hand-written in Numba CUDA.
+
+`gpu_conv2d` and friends run our kernels on a CUDA device (or, with none, in Numba's CUDA simulator);
+`gpuconv.reference` holds the same operations in float64 NumPy; `gpuconv.shapes` the size formulas.
+"""
+
+from . import _runtime  # first: decides simulator or device before numba is imported
+from . import filters, reference, shapes
+
+SIMULATOR = _runtime.SIMULATOR
+__version__ = "0.1.0"
+
+__all__ = ["SIMULATOR", "filters", "reference", "shapes", "__version__"]

@@ -1,0 +1,87 @@
+"""The `gpuconv` command: info, shape, kernels (static kernel report), bench (parity / benchmark)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _cmd_info(args) -> int:
+    from . import _runtime
+
+    for k, v in _runtime.describe().items():
+        print(f"{k:>12}: {v}")
+    return 0
+
+
+def _parse_shape(text: str) -> tuple:
+    try:
+        return tuple(int(p) for p in text.lower().replace("×", "x").split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"input shape must be CxHxW or NxCxHxW, got {text!r}") from None
+
+
+def _cmd_shape(args) -> int:
+    from . import shapes
+
+    try:
+        layers = [shapes.parse_layer(spec) for spec in args.layers]
+        summary = shapes.summarize(args.input, layers)
+    except (ValueError, TypeError) as e:
+        print(f"gpuconv shape: {e}", file=sys.stderr)
+        return 2
+    print(summary.format())
+    return 0
+
+
+def _cmd_kernels(args) -> int:
+    from . import kernel_report
+
+    return kernel_report.main(args.arch, fail_on_spill=args.fail_on_spill)
+
+
+def _cmd_bench(args) -> int:
+    from . import bench_cli
+
+    return bench_cli.main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .shapes import LAYER_GRAMMAR
+
+    p = argparse.ArgumentParser(prog="gpuconv", description="Convolution and pooling kernels in Numba CUDA.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("info", help="device (or simulator) and versions").set_defaults(func=_cmd_info)
+
+    sp = sub.add_parser("shape", help="output shape and parameters of a stack of layers",
+                        epilog=f"Layers: {LAYER_GRAMMAR}  Example: gpuconv shape 3x224x224 "
+                               "'conv 64 7 stride=2 padding=3' 'maxpool 3 stride=2 padding=1'")
+    sp.add_argument("input", type=_parse_shape, help="input shape, CxHxW or NxCxHxW (e.g. 3x224x224)")
+    sp.add_argument("layers", nargs="*", help="layer specs, each one quoted argument")
+    sp.set_defaults(func=_cmd_shape)
+
+    kp = sub.add_parser("kernels", help="compile every kernel to PTX (no GPU needed) and print ptxas's "
+                                        "registers, shared memory and spills")
+    kp.add_argument("--arch", nargs="+", default=["sm_90", "sm_80"], help="targets (default: sm_90 sm_80)")
+    kp.add_argument("--fail-on-spill", action="store_true", help="exit 1 if a kernel that dispatch uses spills")
+    kp.set_defaults(func=_cmd_kernels)
+
+    bp = sub.add_parser("bench", help="check every case against the reference, then time it (GPU only)")
+    mode = bp.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="the quick layer set (default)")
+    mode.add_argument("--full", action="store_true", help="the full standard set and sweeps")
+    bp.add_argument("--algo", nargs="+", default=None, help="algorithms to run (default: all available)")
+    bp.add_argument("--layers", nargs="+", default=None, help="only these layer names")
+    bp.add_argument("--out", default=None, help="folder for results JSON and the report")
+    bp.set_defaults(func=_cmd_bench)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
