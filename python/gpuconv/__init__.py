@@ -6,8 +6,9 @@
 
 from . import _runtime  # first: decides simulator or device before numba is imported
 from . import filters, reference, shapes
+from .conv import gpu_conv2d
 
 SIMULATOR = _runtime.SIMULATOR
 __version__ = "0.1.0"
 
-__all__ = ["SIMULATOR", "filters", "reference", "shapes", "__version__"]
+__all__ = ["gpu_conv2d", "SIMULATOR", "filters", "reference", "shapes", "__version__"]

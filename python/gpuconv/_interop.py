@@ -1,0 +1,193 @@
+"""Array interop: what the caller passed -> Numba device views for the launch -> a result of the caller's type.
+
+Host inputs (NumPy arrays, CPU PyTorch tensors, anything np.asarray takes) are copied to the device and
+the result copied back. Device inputs (Numba device arrays, CuPy arrays, PyTorch CUDA tensors, any
+`__cuda_array_interface__` object, DLPack device objects through CuPy) are used in place, with their
+strides: no copy, no synchronisation; kernels run on the caller's stream (the stream argument, else
+the current stream of the caller's library). Every check happens before anything is allocated.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import cuda
+
+from . import _runtime
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _module(a) -> str:
+    return type(a).__module__.split(".")[0]
+
+
+def kind_of(a, name: str) -> str:
+    """'host', 'torch_cpu', 'numba', 'torch', 'cupy', 'cai' or 'dlpack'; TypeError for anything else."""
+    if isinstance(a, np.ndarray):
+        return "host"
+    mod = _module(a)
+    if mod == "torch":
+        return "torch" if a.is_cuda else "torch_cpu"
+    if cuda.is_cuda_array(a) if not _runtime.SIMULATOR else _is_sim_device_array(a):
+        return "numba" if mod == "numba" or mod == "numba_cuda" else ("cupy" if mod == "cupy" else "cai")
+    if hasattr(a, "__dlpack__"):
+        return "dlpack"
+    if hasattr(a, "__array__") or isinstance(a, (list, tuple)):
+        return "host"
+    raise TypeError(f"{name} must be an array (NumPy, CuPy, PyTorch, Numba or CUDA array interface), "
+                    f"got {type(a).__name__}")
+
+
+def _is_sim_device_array(a) -> bool:
+    return type(a).__name__ == "FakeCUDAArray" or hasattr(a, "__cuda_array_interface__")
+
+
+def dtype_of(a, kind: str) -> np.dtype:
+    if kind in ("torch", "torch_cpu"):
+        import torch
+
+        return np.dtype(str(a.dtype).replace("torch.", "")) if a.dtype.is_floating_point else np.dtype(
+            {torch.int64: np.int64, torch.int32: np.int32, torch.bool: np.bool_}.get(a.dtype, np.int8))
+    return np.dtype(getattr(a, "dtype", np.asarray(a).dtype))
+
+
+def is_device(kind: str) -> bool:
+    return kind in ("numba", "torch", "cupy", "cai", "dlpack")
+
+
+def check_operands(named, float_only=True):
+    """named: [(name, array or None)] -> (kinds, dtype). All on one side (host/device), one float dtype."""
+    kinds, dtypes = {}, {}
+    for name, a in named:
+        if a is None:
+            continue
+        kinds[name] = kind_of(a, name)
+        dtypes[name] = dtype_of(a, kinds[name])
+    sides = {is_device(k) for k in kinds.values()}
+    if len(sides) > 1:
+        where = ", ".join(f"{n} on {'device' if is_device(k) else 'host'}" for n, k in kinds.items())
+        raise TypeError(f"arrays must all be on the host or all on a CUDA device: {where}")
+    first = next(iter(dtypes))
+    dtype = dtypes[first]
+    if float_only and dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{first} must be float32 or float64, got {dtype}")
+    for name, dt in dtypes.items():
+        if dt != dtype:
+            raise TypeError(f"mixed dtypes: {first} is {dtype} but {name} is {dt}")
+    torch_devices = {str(a.device) for name, a in named if a is not None and kinds[name] == "torch"}
+    if len(torch_devices) > 1:
+        raise TypeError(f"arrays are on different devices: {sorted(torch_devices)}")
+    return kinds, dtype
+
+
+# ----------------------------------------------------------------------------- streams
+
+_EXTERNAL_STREAMS: dict[int, object] = {}
+
+
+def _external(ptr: int):
+    s = _EXTERNAL_STREAMS.get(ptr)
+    if s is None:
+        s = _EXTERNAL_STREAMS[ptr] = cuda.external_stream(ptr)
+    return s
+
+
+def resolve_stream(stream, kind: str, like=None):
+    """The Numba stream to launch on: `stream` if given (Numba, CuPy or torch stream, or a raw handle),
+    else the current stream of the library the input came from, else Numba's default stream."""
+    if _runtime.SIMULATOR:
+        return 0
+    if stream is not None:
+        if isinstance(stream, int):
+            return _external(stream) if stream else cuda.default_stream()
+        if _module(stream) in ("numba", "numba_cuda"):
+            return stream
+        ptr = getattr(stream, "cuda_stream", None) or getattr(stream, "ptr", None)
+        if ptr is None:
+            raise TypeError(f"stream must be a Numba, CuPy or PyTorch stream or a handle, got {type(stream).__name__}")
+        return _external(int(ptr))
+    if kind == "torch":
+        import torch
+
+        return _external(torch.cuda.current_stream(like.device).cuda_stream)
+    if kind == "cupy":
+        import cupy
+
+        ptr = cupy.cuda.get_current_stream().ptr
+        return _external(ptr) if ptr else cuda.default_stream()
+    return cuda.default_stream()
+
+
+# ----------------------------------------------------------------------------- views and results
+
+
+def device_view(a, kind: str, stream):
+    """A Numba device array over `a` (device inputs: in place) or over a device copy (host inputs)."""
+    if kind == "host":
+        return cuda.to_device(np.ascontiguousarray(a), stream=stream)
+    if kind == "torch_cpu":
+        return cuda.to_device(np.ascontiguousarray(a.detach().numpy()), stream=stream)
+    if kind == "numba":
+        return a
+    if kind == "dlpack":
+        import cupy
+
+        a = cupy.from_dlpack(a)
+    if _runtime.SIMULATOR:
+        return a
+    return cuda.as_cuda_array(a, sync=False)  # ordering comes from launching on the producer's stream
+
+
+def allocate(shape, dtype, kind: str, like, stream):
+    """(result object of the caller's type, Numba view of it) for a fresh output."""
+    if kind == "torch":
+        import torch
+
+        t = torch.empty(shape, dtype=getattr(torch, dtype.name), device=like.device)
+        return t, cuda.as_cuda_array(t, sync=False)
+    if kind in ("cupy", "dlpack"):
+        import cupy
+
+        c = cupy.empty(shape, dtype=dtype)
+        return c, (c if _runtime.SIMULATOR else cuda.as_cuda_array(c, sync=False))
+    d = cuda.device_array(shape, dtype=dtype, stream=stream)
+    return d, d
+
+
+def check_out(out, shape, dtype, kind: str):
+    """Validate a caller's out= against the result's shape, dtype and side (before any launch)."""
+    okind = kind_of(out, "out")
+    if is_device(okind) != is_device(kind):
+        raise TypeError(f"out must be on the {'device' if is_device(kind) else 'host'} like the inputs")
+    if tuple(out.shape) != tuple(shape):
+        raise ValueError(f"out must have shape {tuple(shape)}, got {tuple(out.shape)}")
+    if dtype_of(out, okind) != dtype:
+        raise TypeError(f"out must have dtype {dtype}, got {dtype_of(out, okind)}")
+    if okind == "host" and not isinstance(out, np.ndarray):
+        raise TypeError("a host out must be a NumPy array or a CPU PyTorch tensor")
+    return okind
+
+
+def finish_host(d_y, kind: str, out, stream):
+    """Copy a device result back for a host caller, into `out` if given; returns the caller's type."""
+    if out is not None:
+        target = out.detach().numpy() if _module(out) == "torch" else out
+        if target.flags.c_contiguous:
+            d_y.copy_to_host(target, stream=stream)
+        else:
+            target[...] = d_y.copy_to_host(stream=stream)
+        _wait(stream)
+        return out
+    y = d_y.copy_to_host(stream=stream)
+    _wait(stream)
+    if kind == "torch_cpu":
+        import torch
+
+        return torch.from_numpy(y)
+    return y
+
+
+def _wait(stream):
+    """A host caller needs its result now: wait for the copy (a pageable copy may still be in flight)."""
+    if not _runtime.SIMULATOR and stream:
+        stream.synchronize()

@@ -1,0 +1,108 @@
+"""gpu_conv2d: check, allocate, launch. Kernels are gpuconv.kernels.direct's; dispatch picks one per shape."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from gpuconv.kernels import _common, direct
+
+from . import _args, _interop
+
+ALGOS = ("auto", "direct")
+_DIRECT_KERNELS = {
+    "general": direct.launch_conv2d_general,
+    "tiled": direct.launch_conv2d_tiled,
+    "depthwise": direct.launch_conv2d_depthwise,
+}
+
+
+@functools.lru_cache(maxsize=1024)
+def _geometry(x_shape, w_shape, stride, padding, dilation, groups, padding_mode, bias_shape):
+    return _args.conv2d_geometry(x_shape, w_shape, stride, padding, dilation, groups, padding_mode, bias_shape)
+
+
+def _hashable(v):
+    return tuple(v) if isinstance(v, list) else v
+
+
+def choose_direct_kernel(g, dtype) -> str:
+    """The direct kernel dispatch uses for a shape: depthwise for groups == C with a small channel
+    multiplier, the tiled kernel where its tile fits shared memory, else the general kernel."""
+    itemsize = np.dtype(dtype).itemsize
+    if direct.depthwise_fits(g, itemsize):
+        return "depthwise"
+    if direct.tiled_channels_per_stage(g, itemsize) >= 1:
+        return "tiled"
+    return "general"
+
+
+@functools.lru_cache(maxsize=1024)
+def _launcher(g, dtype, kernel, has_bias, act, alpha):
+    """A configured launch closure, built once per (shape, options): calls do no planning."""
+    return _DIRECT_KERNELS[kernel](g, dtype, _common.PAD_CODES[g.padding_mode], has_bias,
+                                   _common.ACT_CODES[act], alpha)
+
+
+@functools.lru_cache(maxsize=4)
+def _dummy_bias(dtype):
+    from numba import cuda
+
+    return cuda.to_device(np.zeros(1, dtype=dtype))
+
+
+def gpu_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, padding_mode="zeros",
+               activation=None, algo="auto", out=None, stream=None, _kernel=None):
+    """2-D convolution (cross-correlation) of x (N, C, H, W) with weight (K, C/groups, R, S) -> (N, K, P, Q).
+
+    The semantics of `torch.nn.functional.conv2d` and `gpuconv.reference.conv2d`, plus:
+    padding: int, (ph, pw), (top, bottom, left, right), "valid", or "same" for any stride (output
+        ceil(H / stride), the odd pixel of padding bottom/right);
+    padding_mode: "zeros", "reflect", "replicate" or "circular", as torch.nn.Conv2d;
+    activation: None, "relu", "sigmoid", "tanh", "leaky_relu" / ("leaky_relu", slope), "elu" /
+        ("elu", alpha), fused with the bias into the kernel's epilogue;
+    algo: "auto" or "direct" (the kernels of this version; dispatch picks depthwise, tiled or general);
+    out: an array of the result's shape, dtype and side to write into;
+    stream: a Numba, CuPy or PyTorch stream (default: the current stream of the input's library).
+
+    float32 and float64; x, weight and bias share one dtype and one side. NumPy in -> NumPy out;
+    device arrays (CuPy, PyTorch CUDA, Numba, CUDA array interface, DLPack) are used in place and the
+    result has the input's type. Raises ValueError/TypeError before anything is allocated or launched.
+    """
+    kinds, dtype = _interop.check_operands([("x", x), ("weight", weight), ("bias", bias)])
+    x_shape = _args.shape_of(x, "x", 4)
+    w_shape = _args.shape_of(weight, "weight", 4)
+    bias_shape = None if bias is None else _args.shape_of(bias, "bias", 1)
+    try:
+        g = _geometry(x_shape, w_shape, _hashable(stride), _hashable(padding), _hashable(dilation), groups,
+                      padding_mode, bias_shape)
+    except TypeError as e:
+        if "unhashable" not in str(e):
+            raise
+        g = _args.conv2d_geometry(x_shape, w_shape, stride, padding, dilation, groups, padding_mode, bias_shape)
+    act, alpha = _args.activation_spec(activation)
+    if algo not in ALGOS:
+        raise ValueError(f"algo must be one of {', '.join(ALGOS)} in this version, got {algo!r}")
+    kernel = _kernel or choose_direct_kernel(g, dtype)
+    if kernel not in _DIRECT_KERNELS:
+        raise ValueError(f"_kernel must be one of {', '.join(_DIRECT_KERNELS)}, got {kernel!r}")
+    kind = kinds["x"]
+    if out is not None:
+        _interop.check_out(out, g.out_shape, dtype, kind)
+    launch = _launcher(g, dtype, kernel, bias is not None, act, alpha)
+
+    s = _interop.resolve_stream(stream, kind, x)
+    dx = _interop.device_view(x, kind, s)
+    dw = _interop.device_view(weight, kinds["weight"], s)
+    db = _dummy_bias(dtype) if bias is None else _interop.device_view(bias, kinds["bias"], s)
+    if _interop.is_device(kind):
+        result, dy = (out, _interop.device_view(out, _interop.kind_of(out, "out"), s)) if out is not None \
+            else _interop.allocate(g.out_shape, dtype, kind, x, s)
+        launch(dx, dw, db, dy, s)
+        return result
+    from numba import cuda
+
+    dy = cuda.device_array(g.out_shape, dtype=dtype, stream=s)
+    launch(dx, dw, db, dy, s)
+    return _interop.finish_host(dy, kind, out, s)

@@ -1,0 +1,145 @@
+"""Static kernel report: compile every kernel to PTX (no GPU needed) and run `ptxas -v` on it.
+
+Prints registers, static shared memory, stack frame (local memory) and ptxas's own
+"N bytes spill stores / N bytes spill loads" per kernel, dtype and target. Compiling needs numba-cuda's
+NVVM (the cu13 extra) and a ptxas at least as new as it (the nvidia-cuda-nvcc wheel brings one).
+The simulator cannot compile, so from a simulator process the report re-runs itself in a child
+process with the simulator off.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import _runtime
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    name: str
+    factory: object          # dtype -> numba dispatcher
+    args: object             # dtype -> tuple of numba argument types, as the launcher passes them
+    dispatched: bool         # used by gpu_conv2d's dispatch (a spill here fails CI)
+    dynamic_smem: int        # most dynamic shared memory a launch asks for, bytes (0: none)
+
+
+def _conv_args(extra_ints):
+    def args(dtype):
+        from numba import types
+
+        from gpuconv.kernels._common import numba_type
+
+        t = numba_type(dtype)
+        a4 = types.Array(t, 4, "C")
+        return (a4, a4, types.Array(t, 1, "C"), a4) + (types.int64,) * 7 + \
+            (types.int64, types.boolean, types.int64, t) + (types.int64,) * extra_ints
+    return args
+
+
+def kernel_specs() -> list[KernelSpec]:
+    from gpuconv.kernels import direct
+
+    return [
+        KernelSpec("conv2d_general", direct.conv2d_general_kernel, _conv_args(0), True, 0),
+        KernelSpec("conv2d_tiled", direct.conv2d_tiled_kernel, _conv_args(3), True, direct.SMEM_BUDGET_BYTES),
+        KernelSpec("conv2d_depthwise", direct.conv2d_depthwise_kernel, _conv_args(1), True, 48 * 1024),
+    ]
+
+
+def find_ptxas() -> str | None:
+    """The newest ptxas we can find: the nvidia-cuda-nvcc wheel's first, then PATH."""
+    try:
+        import nvidia
+
+        for root in nvidia.__path__:
+            for sub in ("cu13/bin/ptxas", "cuda_nvcc/bin/ptxas", "cu12/bin/ptxas"):
+                p = os.path.join(root, sub)
+                if os.path.exists(p):
+                    return p
+    except ImportError:
+        pass
+    return shutil.which("ptxas")
+
+
+_PROPS = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")
+_USED = re.compile(r"Used (\d+) registers(?:, used \d+ barriers)?(?:, (\d+) bytes smem)?")
+
+
+@dataclass
+class Row:
+    name: str
+    dtype: str
+    arch: str
+    registers: int
+    smem: int
+    stack: int
+    spill_stores: int
+    spill_loads: int
+    dispatched: bool
+    dynamic_smem: int
+
+
+def compile_row(spec: KernelSpec, dtype, arch: str, ptxas: str) -> Row:
+    from numba import cuda
+
+    cc = (int(arch[3:-1]), int(arch[-1]))
+    ptx, _ = cuda.compile_ptx(spec.factory(dtype).py_func, spec.args(dtype), cc=cc)
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "k.ptx")
+        with open(path, "w") as f:
+            f.write(ptx)
+        proc = subprocess.run([ptxas, "-v", f"-arch={arch}", path, "-o", os.path.join(d, "k.cubin")],
+                              capture_output=True, text=True)
+    text = proc.stdout + proc.stderr
+    if proc.returncode != 0:
+        raise RuntimeError(f"ptxas failed on {spec.name} ({np.dtype(dtype).name}, {arch}):\n{text.strip()}")
+    props, used = _PROPS.search(text), _USED.search(text)
+    return Row(spec.name, np.dtype(dtype).name, arch, int(used.group(1)), int(used.group(2) or 0),
+               int(props.group(1)), int(props.group(2)), int(props.group(3)), spec.dispatched, spec.dynamic_smem)
+
+
+def format_row(r: Row) -> str:
+    dyn = f" + dynamic <= {r.dynamic_smem} B" if r.dynamic_smem else ""
+    return (f"{r.name:<18} {r.dtype:<8} {r.arch:<6} {r.registers:>4} registers  smem {r.smem} B{dyn:<22}  "
+            f"stack {r.stack} B  {r.spill_stores} bytes spill stores  {r.spill_loads} bytes spill loads"
+            f"{'' if r.dispatched else '  (not dispatched)'}")
+
+
+def report(archs, dtypes=(np.float32, np.float64)) -> list[Row]:
+    ptxas = find_ptxas()
+    if ptxas is None:
+        raise RuntimeError("no ptxas found: install the cu13 extra (pip install 'gpuconv[cu13]') or the CUDA toolkit")
+    return [compile_row(spec, dt, arch, ptxas) for spec in kernel_specs() for dt in dtypes for arch in archs]
+
+
+def main(archs=("sm_90", "sm_80"), fail_on_spill=False) -> int:
+    if _runtime.SIMULATOR:
+        env = dict(os.environ, NUMBA_ENABLE_CUDASIM="0", GPUCONV_SIMULATOR="0")
+        cmd = [sys.executable, "-m", "gpuconv.kernel_report", *archs] + (["--fail-on-spill"] if fail_on_spill else [])
+        return subprocess.run(cmd, env=env).returncode
+    rows = report(archs)
+    print(f"static kernel report (ptxas: {find_ptxas()})")
+    for r in rows:
+        print(format_row(r))
+    spilling = [r for r in rows if r.dispatched and (r.spill_stores or r.spill_loads or r.stack)]
+    if spilling:
+        print(f"{len(spilling)} dispatched kernel build(s) spill or use local memory:", file=sys.stderr)
+        for r in spilling:
+            print("  " + format_row(r), file=sys.stderr)
+        return 1 if fail_on_spill else 0
+    print("no spills and no local memory in dispatched kernels")
+    return 0
+
+
+if __name__ == "__main__":
+    argv = sys.argv[1:]
+    flag = "--fail-on-spill" in argv
+    sys.exit(main([a for a in argv if a != "--fail-on-spill"] or ("sm_90", "sm_80"), fail_on_spill=flag))
