@@ -35,17 +35,26 @@ ACT_CODES = {None: ACT_NONE, "relu": ACT_RELU, "leaky_relu": ACT_LEAKY_RELU, "si
 def source_index(i, n, mode):
     """Where padded coordinate i (possibly < 0 or >= n) reads from in [0, n), or -1 for zero padding.
 
-    The host checks reflect pads < n and circular pads <= n, so one reflection or wrap suffices.
+    Total for every i: tiles staged in shared memory reach past the padded input (their unused halo),
+    so reflect is taken with period 2(n-1) and circular modulo n rather than one reflection or wrap.
+    Within the padding the host allows (reflect pads < n, circular pads <= n) this is torch's padding.
     """
     if i >= 0 and i < n:
         return i
     if mode == PAD_ZEROS:
         return -1
-    if mode == PAD_REFLECT:
-        return -i if i < 0 else 2 * (n - 1) - i
     if mode == PAD_REPLICATE:
         return 0 if i < 0 else n - 1
-    return i + n if i < 0 else i - n  # circular
+    if mode == PAD_CIRCULAR:
+        m = i % n
+        return m + n if m < 0 else m
+    if n == 1:
+        return 0
+    period = 2 * (n - 1)
+    m = i % period
+    if m < 0:
+        m += period
+    return m if m < n else period - m
 
 
 @functools.cache
