@@ -35,7 +35,7 @@ def test_conv2d_backward(rng, mode, act, kw):
     fwd = lambda: ref.conv2d(x, w, b, padding_mode=mode, activation=act, **kw)  # noqa: E731
     probe = rng.standard_normal(fwd().shape)
     loss = lambda: float(np.sum(fwd() * probe))  # noqa: E731
-    gx, gw, gb = ref.conv2d_backward(probe, x, w, b, padding_mode=mode, activation=act, **kw)
+    gx, gw, gb = ref.conv2d_backward(probe, x, w, padding_mode=mode, bias=b, activation=act, **kw)
     for got, arr in ((gx, x), (gw, w), (gb, b)):
         np.testing.assert_allclose(got, numgrad(loss, arr), rtol=1e-5, atol=1e-6)
 

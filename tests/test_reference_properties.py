@@ -54,6 +54,6 @@ def test_backward_is_adjoint(cfg, seed):
     x, w = rng.standard_normal(xs), rng.standard_normal(ws)
     y = ref.conv2d(x, w, None, stride, padding, dilation, groups)
     g = rng.standard_normal(y.shape)
-    gx, gw, _ = ref.conv2d_backward(g, x, w, None, stride, padding, dilation, groups)
+    gx, gw, _ = ref.conv2d_backward(g, x, w, stride, padding, dilation, groups)
     np.testing.assert_allclose(np.vdot(y, g), np.vdot(x, gx), rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(np.vdot(y, g), np.vdot(w, gw), rtol=1e-10, atol=1e-10)

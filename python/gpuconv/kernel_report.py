@@ -44,13 +44,32 @@ def _conv_args(extra_ints):
     return args
 
 
+def _pool_args(kind):
+    def args(dtype):
+        from numba import types
+
+        from gpuconv.kernels._common import numba_type
+
+        a4 = types.Array(numba_type(dtype), 4, "C")
+        i4 = types.Array(types.int64, 4, "C")
+        if kind == "max":
+            return (a4, a4, i4) + (types.int64,) * 8 + (types.boolean,)
+        if kind == "avg":
+            return (a4, a4) + (types.int64,) * 6 + (types.boolean, types.int64)
+        return (a4, a4, i4, types.boolean, types.boolean, types.int64)
+    return args
+
+
 def kernel_specs() -> list[KernelSpec]:
-    from gpuconv.kernels import direct
+    from gpuconv.kernels import direct, pool
 
     return [
         KernelSpec("conv2d_general", direct.conv2d_general_kernel, _conv_args(0), True, 0),
         KernelSpec("conv2d_tiled", direct.conv2d_tiled_kernel, _conv_args(3), True, direct.SMEM_BUDGET_BYTES),
         KernelSpec("conv2d_depthwise", direct.conv2d_depthwise_kernel, _conv_args(1), True, 48 * 1024),
+        KernelSpec("max_pool2d", pool.max_pool2d_kernel, _pool_args("max"), True, 0),
+        KernelSpec("avg_pool2d", pool.avg_pool2d_kernel, _pool_args("avg"), True, 0),
+        KernelSpec("global_pool2d", pool.global_pool2d_kernel, _pool_args("global"), True, 0),
     ]
 
 

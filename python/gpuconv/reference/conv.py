@@ -108,12 +108,12 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
     return y
 
 
-def conv2d_backward(grad_out, x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
-                    padding_mode="zeros", activation=None, needs=("input", "weight", "bias")):
+def conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros",
+                    needs=("input", "weight", "bias"), *, bias=None, activation=None):
     """Gradients of conv2d (with its activation, if any) -> (grad_input, grad_weight, grad_bias).
 
-    Entries not named in `needs` come back as None. With an activation, `bias` must be the forward's
-    bias (the pre-activation is recomputed to differentiate the activation).
+    Entries not named in `needs` come back as None. With an activation, pass the forward's `bias` too:
+    the pre-activation is recomputed to differentiate the activation.
     """
     x, weight, bias = _operands(x, weight, bias)
     g = conv2d_geometry(x.shape, weight.shape, stride, padding, dilation, groups, padding_mode,

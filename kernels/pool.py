@@ -1,0 +1,236 @@
+"""Pooling kernels: max and average over windows, and global (whole-plane) max and average.
+
+Semantics are PyTorch's (see gpuconv.reference.pool): max pooling takes the first maximum of a window,
+and a NaN wins over any number (the last NaN's index is kept, as PyTorch's `v > m || isnan(v)` scan
+gives); indices are flat per plane (ih·W + iw). Windows are clipped to the input, so padding never
+reads memory. Indexing is 64-bit throughout.
+"""
+
+import functools
+import math
+
+import numpy as np
+from numba import cuda, int64
+
+from ._common import numba_type
+
+# Threads per block of the windowed kernels: one thread per output element, q fastest, so a warp's
+# window reads overlap in L1 and each input byte comes from DRAM about once; 256 keeps 8 warps/block.
+POOL_THREADS = 256
+# Threads per block of the global reductions; a plane gets WARPS_PER_PLANE warps (1..8, chosen by its
+# size on the host), so small planes pack several to a block and large ones get all 8 warps.
+GLOBAL_THREADS = 256
+
+
+def _grid(total, threads):
+    return max(1, min(-(-total // threads), 65535 * 8))
+
+
+# ----------------------------------------------------------------------------- windowed max / avg
+
+
+@functools.cache
+def max_pool2d_kernel(dtype):
+    """y[n, c, p, q] = max of the window (first max; NaN wins, last NaN's index); idx likewise. Fills
+    y, and idx when with_idx."""
+    NEG_INF = np.dtype(dtype).type(-np.inf)
+
+    @cuda.jit
+    def max_pool2d(x, y, idx,                           # arrays: input, output, int64 indices
+                   kh, kw, sh, sw, ph, pw, dh, dw,      # window geometry
+                   with_idx):
+        N, C, H, W = x.shape
+        P = y.shape[2]
+        Q = y.shape[3]
+        total = int64(N) * C * P * Q
+        start = int64(cuda.blockIdx.x) * cuda.blockDim.x + cuda.threadIdx.x
+        for e in range(start, total, int64(cuda.gridDim.x) * cuda.blockDim.x):
+            q = e % Q
+            t = e // Q
+            p = t % P
+            t = t // P
+            c = t % C
+            n = t // C
+            h0 = p * sh - ph
+            w0 = q * sw - pw
+            best = NEG_INF
+            best_i = int64(-1)
+            for i in range(kh):
+                h = h0 + i * dh
+                if h >= 0 and h < H:
+                    for j in range(kw):
+                        ww = w0 + j * dw
+                        if ww >= 0 and ww < W:
+                            v = x[n, c, h, ww]
+                            if best_i < 0 or v > best or math.isnan(v):
+                                best = v
+                                best_i = h * W + ww
+            y[n, c, p, q] = best
+            if with_idx:
+                idx[n, c, p, q] = best_i
+
+    return max_pool2d
+
+
+def launch_max_pool2d(g, dtype):
+    # Launch plan: 1-D grid of 256-thread blocks, one thread per output element (q fastest),
+    # grid-striding past 65535·8 blocks.
+    kernel = max_pool2d_kernel(dtype)
+    blocks = _grid(g.N * g.C * g.P * g.Q, POOL_THREADS)
+    scalars = (g.kernel[0], g.kernel[1], g.stride[0], g.stride[1], g.pad[0], g.pad[1], g.dilation[0], g.dilation[1])
+
+    def launch(x, y, idx, with_idx, stream):
+        kernel[blocks, POOL_THREADS, stream](x, y, idx, *scalars, with_idx)
+
+    return launch
+
+
+@functools.cache
+def avg_pool2d_kernel(dtype):
+    """y[n, c, p, q] = window sum / divisor, with PyTorch's divisor rules. Fills y."""
+    ZERO = np.dtype(dtype).type(0)
+    T = numba_type(dtype)
+
+    @cuda.jit
+    def avg_pool2d(x, y,                                  # arrays
+                   kh, kw, sh, sw, ph, pw,                # window geometry
+                   count_include_pad, divisor):           # divisor rule; divisor != 0 overrides
+        N, C, H, W = x.shape
+        P = y.shape[2]
+        Q = y.shape[3]
+        total = int64(N) * C * P * Q
+        start = int64(cuda.blockIdx.x) * cuda.blockDim.x + cuda.threadIdx.x
+        for e in range(start, total, int64(cuda.gridDim.x) * cuda.blockDim.x):
+            q = e % Q
+            t = e // Q
+            p = t % P
+            t = t // P
+            c = t % C
+            n = t // C
+            h0 = p * sh - ph
+            w0 = q * sw - pw
+            h1 = min(h0 + kh, H + ph)  # windows stop at the padded edge (ceil_mode's last window)
+            w1 = min(w0 + kw, W + pw)
+            pool = (h1 - h0) * (w1 - w0)
+            h0 = max(h0, 0)
+            w0 = max(w0, 0)
+            h1 = min(h1, H)
+            w1 = min(w1, W)
+            acc = ZERO
+            for h in range(h0, h1):
+                for ww in range(w0, w1):
+                    acc += x[n, c, h, ww]
+            if divisor != 0:
+                d = divisor
+            elif count_include_pad:
+                d = pool
+            else:
+                d = (h1 - h0) * (w1 - w0)
+            y[n, c, p, q] = acc / T(d)
+
+    return avg_pool2d
+
+
+def launch_avg_pool2d(g, dtype, count_include_pad, divisor):
+    # Launch plan: as max pooling, one thread per output element, q fastest.
+    kernel = avg_pool2d_kernel(dtype)
+    blocks = _grid(g.N * g.C * g.P * g.Q, POOL_THREADS)
+    scalars = (g.kernel[0], g.kernel[1], g.stride[0], g.stride[1], g.pad[0], g.pad[1], count_include_pad, divisor)
+
+    def launch(x, y, stream):
+        kernel[blocks, POOL_THREADS, stream](x, y, *scalars)
+
+    return launch
+
+
+# ----------------------------------------------------------------------------- global reductions
+
+
+@functools.cache
+def global_pool2d_kernel(dtype):
+    """One plane per `wpp` warps: each thread reduces a strided slice, then a tree in shared memory
+    combines the plane's threads in a fixed order (deterministic). Max keeps (value, index) with
+    PyTorch's rule, made order-free: NaN beats numbers (larger index among NaNs), larger value beats
+    smaller, equal values keep the smaller index. Fills y (and idx for max with with_idx)."""
+    T = numba_type(dtype)
+    ZERO = np.dtype(dtype).type(0)
+    NEG_INF = np.dtype(dtype).type(-np.inf)
+
+    @cuda.jit(device=True, inline=True)
+    def better(v, i, bv, bi):
+        """Does (v, i) beat (bv, bi) under PyTorch's first-max / last-NaN rule?"""
+        if bi < 0:
+            return i >= 0
+        if i < 0:
+            return False
+        if math.isnan(v):
+            return (not math.isnan(bv)) or i > bi
+        if math.isnan(bv):
+            return False
+        return v > bv or (v == bv and i < bi)
+
+    @cuda.jit
+    def global_pool2d(x, y, idx,          # arrays: input (N, C, H, W), output (N, C, 1, 1), indices
+                      is_max, with_idx, wpp):
+        N, C, H, W = x.shape
+        HW = int64(H) * W
+        planes = int64(N) * C
+        plane = int64(cuda.blockIdx.x) * (GLOBAL_THREADS // 32 // wpp) + cuda.threadIdx.x // (wpp * 32)
+        sv = cuda.shared.array(GLOBAL_THREADS, dtype=T)
+        si = cuda.shared.array(GLOBAL_THREADS, dtype=int64)
+        t = cuda.threadIdx.x
+        local = t % (wpp * 32)                        # rank within the plane's segment of the block
+        acc = NEG_INF if is_max else ZERO
+        acc_i = int64(-1)
+        if plane < planes:
+            n = plane // C
+            c = plane % C
+            for e in range(int64(local), HW, wpp * 32):
+                v = x[n, c, e // W, e % W]
+                if is_max:
+                    if better(v, e, acc, acc_i):
+                        acc = v
+                        acc_i = e
+                else:
+                    acc += v
+        sv[t] = acc
+        si[t] = acc_i
+        off = wpp * 16
+        while off > 0:  # tree over the plane's segment: a fixed order, so the same bits every run
+            cuda.syncthreads()  # the previous level's partials are written before this level reads them
+            if local < off:
+                ov = sv[t + off]
+                oi = si[t + off]
+                if is_max:
+                    if better(ov, oi, sv[t], si[t]):
+                        sv[t] = ov
+                        si[t] = oi
+                else:
+                    sv[t] += ov
+            off //= 2
+        if local == 0 and plane < planes:
+            n = plane // C
+            c = plane % C
+            y[n, c, 0, 0] = sv[t] if is_max else sv[t] / T(HW)
+            if with_idx:
+                idx[n, c, 0, 0] = si[t]
+
+    return global_pool2d
+
+
+def launch_global_pool2d(N, C, H, W, dtype, is_max):
+    # Launch plan: warps per plane wpp = min(8, ceil(H·W / 256)) rounded to a power of two, so a plane
+    # of ≥ 2048 elements gets a whole 256-thread block and small planes share one (8 / wpp per block).
+    # Grid: ceil(N·C / planes per block) blocks. No atomics: one thread writes each plane's result.
+    kernel = global_pool2d_kernel(dtype)
+    need = -(-(H * W) // 256)
+    wpp = 1
+    while wpp < min(8, need):
+        wpp *= 2
+    per_block = GLOBAL_THREADS // 32 // wpp
+    blocks = max(1, -(-(N * C) // per_block))
+
+    def launch(x, y, idx, with_idx, stream):
+        kernel[blocks, GLOBAL_THREADS, stream](x, y, idx, is_max, with_idx, wpp)
+
+    return launch
