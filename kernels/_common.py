@@ -57,6 +57,23 @@ def source_index(i, n, mode):
     return m if m < n else period - m
 
 
+@cuda.jit(device=True, inline=True)
+def unflatten_nchw(e, C, P, Q):
+    """(n, c, p, q) of flat index e into an (N, C, P, Q) array, q fastest (consecutive threads,
+    consecutive columns: coalesced)."""
+    q = e % Q
+    t = e // Q
+    p = t % P
+    t = t // P
+    return t // C, t % C, p, q
+
+
+@cuda.jit(device=True, inline=True)
+def tile_origin(q_tiles, tile_p, tile_q):
+    """(p0, q0): the first output row and column of this block's tile (blockIdx.x walks tiles row-major)."""
+    return (cuda.blockIdx.x // q_tiles) * tile_p, (cuda.blockIdx.x % q_tiles) * tile_q
+
+
 @functools.cache
 def numba_type(dtype):
     return numba.from_dtype(np.dtype(dtype))

@@ -15,7 +15,7 @@ import functools
 import numpy as np
 from numba import cuda, int64
 
-from ._common import epilogue, numba_type, source_index, stage_tile
+from ._common import epilogue, numba_type, source_index, stage_tile, tile_origin, unflatten_nchw
 
 # ----------------------------------------------------------------------------- tile constants
 
@@ -67,12 +67,7 @@ def conv2d_general_kernel(dtype):
         start = int64(cuda.blockIdx.x) * cuda.blockDim.x + cuda.threadIdx.x
         step = int64(cuda.gridDim.x) * cuda.blockDim.x
         for e in range(start, total, step):
-            q = e % Q
-            t = e // Q
-            p = t % P
-            t = t // P
-            k = t % K
-            n = t // K
+            n, k, p, q = unflatten_nchw(e, K, P, Q)
             c0 = (k // Kg) * Cg
             acc = ZERO
             for c in range(Cg):
@@ -137,8 +132,7 @@ def conv2d_tiled_kernel(dtype):
         tx = cuda.threadIdx.x
         ty = cuda.threadIdx.y
         tid = ty * BLOCK_X + tx
-        p0 = (cuda.blockIdx.x // q_tiles) * TILE_P
-        q0 = (cuda.blockIdx.x % q_tiles) * TILE_Q
+        p0, q0 = tile_origin(q_tiles, TILE_P, TILE_Q)
         grp = cuda.blockIdx.y // k_tiles
         k0 = grp * Kg + (cuda.blockIdx.y % k_tiles) * TILE_K
         k_end = grp * Kg + Kg
@@ -257,8 +251,7 @@ def conv2d_depthwise_kernel(dtype):
         tx = cuda.threadIdx.x
         ty = cuda.threadIdx.y
         tid = ty * BLOCK_X + tx
-        p0 = (cuda.blockIdx.x // q_tiles) * TILE_P
-        q0 = (cuda.blockIdx.x % q_tiles) * TILE_Q
+        p0, q0 = tile_origin(q_tiles, TILE_P, TILE_Q)
         k = cuda.blockIdx.y
         n = cuda.blockIdx.z
         c = k // (K // groups)

@@ -12,7 +12,7 @@ import math
 import numpy as np
 from numba import cuda, int64
 
-from ._common import numba_type
+from ._common import numba_type, unflatten_nchw
 
 # Threads per block of the windowed kernels: one thread per output element, q fastest, so a warp's
 # window reads overlap in L1 and each input byte comes from DRAM about once; 256 keeps 8 warps/block.
@@ -45,12 +45,7 @@ def max_pool2d_kernel(dtype):
         total = int64(N) * C * P * Q
         start = int64(cuda.blockIdx.x) * cuda.blockDim.x + cuda.threadIdx.x
         for e in range(start, total, int64(cuda.gridDim.x) * cuda.blockDim.x):
-            q = e % Q
-            t = e // Q
-            p = t % P
-            t = t // P
-            c = t % C
-            n = t // C
+            n, c, p, q = unflatten_nchw(e, C, P, Q)
             h0 = p * sh - ph
             w0 = q * sw - pw
             best = NEG_INF
@@ -101,12 +96,7 @@ def avg_pool2d_kernel(dtype):
         total = int64(N) * C * P * Q
         start = int64(cuda.blockIdx.x) * cuda.blockDim.x + cuda.threadIdx.x
         for e in range(start, total, int64(cuda.gridDim.x) * cuda.blockDim.x):
-            q = e % Q
-            t = e // Q
-            p = t % P
-            t = t // P
-            c = t % C
-            n = t // C
+            n, c, p, q = unflatten_nchw(e, C, P, Q)
             h0 = p * sh - ph
             w0 = q * sw - pw
             h1 = min(h0 + kh, H + ph)  # windows stop at the padded edge (ceil_mode's last window)

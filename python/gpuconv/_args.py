@@ -122,6 +122,11 @@ def activation_spec(activation) -> tuple[str | None, float]:
     return (activation, default if param is None else check_finite(param, f"activation {pname}"))
 
 
+def hashable(v):
+    """Lists -> tuples, so user arguments can key the wrappers' plan caches."""
+    return tuple(v) if isinstance(v, list) else v
+
+
 # --------------------------------------------------------------------------- arrays
 
 

@@ -23,10 +23,6 @@ def _geometry(x_shape, w_shape, stride, padding, dilation, groups, padding_mode,
     return _args.conv2d_geometry(x_shape, w_shape, stride, padding, dilation, groups, padding_mode, bias_shape)
 
 
-def _hashable(v):
-    return tuple(v) if isinstance(v, list) else v
-
-
 def choose_direct_kernel(g, dtype) -> str:
     """The direct kernel dispatch uses for a shape: depthwise for groups == C with a small channel
     multiplier, the tiled kernel where its tile fits shared memory, else the general kernel."""
@@ -75,8 +71,8 @@ def gpu_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     w_shape = _args.shape_of(weight, "weight", 4)
     bias_shape = None if bias is None else _args.shape_of(bias, "bias", 1)
     try:
-        g = _geometry(x_shape, w_shape, _hashable(stride), _hashable(padding), _hashable(dilation), groups,
-                      padding_mode, bias_shape)
+        g = _geometry(x_shape, w_shape, _args.hashable(stride), _args.hashable(padding),
+                      _args.hashable(dilation), groups, padding_mode, bias_shape)
     except TypeError as e:
         if "unhashable" not in str(e):
             raise

@@ -16,14 +16,10 @@ def _geometry(x_shape, kernel_size, stride, padding, dilation, ceil_mode):
     return _args.pool2d_geometry(x_shape, kernel_size, stride, padding, dilation, ceil_mode)
 
 
-def _hashable(v):
-    return tuple(v) if isinstance(v, list) else v
-
-
 def _pool_geometry(x_shape, kernel_size, stride, padding, dilation, ceil_mode):
     try:
-        return _geometry(x_shape, _hashable(kernel_size), _hashable(stride), _hashable(padding),
-                         _hashable(dilation), ceil_mode)
+        return _geometry(x_shape, _args.hashable(kernel_size), _args.hashable(stride), _args.hashable(padding),
+                         _args.hashable(dilation), ceil_mode)
     except TypeError as e:
         if "unhashable" not in str(e):
             raise
