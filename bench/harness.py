@@ -103,33 +103,44 @@ def time_case(case, dtype=np.float32):  # pragma: no cover - needs a CUDA device
     return res
 
 
-def run(cases, out_dir=None, progress=None):
-    """Check (and on a GPU, time) each case; returns the results dict and writes JSON if out_dir."""
+def metadata():
+    """What the run was on: date, commit, target, versions (device and driver on a GPU)."""
     sim = gpuconv.SIMULATOR
-    results = dict(
+    return dict(
         date=datetime.now(timezone.utc).isoformat(timespec="seconds"), git_commit=_git_commit(),
         target="simulator" if sim else "cuda", host=platform.node(), versions=gpuconv._runtime.describe(),
         mode="parity only (CUDA simulator, simulator-sized shapes, no timings)" if sim else "parity + timing",
-        cases=[],
     )
-    for case in cases:
-        c = case.scaled() if sim else case
-        g = conv2d_geometry(c.x_shape, c.w_shape, c.stride, c.padding, 1, c.groups)
-        row = dict(name=c.name, x=c.x_shape, w=c.w_shape, stride=c.stride, padding=c.padding, groups=c.groups,
-                   kernel=choose_direct_kernel(g, np.float32), flops=g.flops)
-        row["rel_err"] = check_case(c)
-        row["passed"] = row["rel_err"] < TOL[np.float32]
-        if not sim and row["passed"]:
-            row["timing"] = time_case(c)
-        results["cases"].append(row)
-        if progress:
-            progress(row)
-    if out_dir:
-        import os
 
-        os.makedirs(out_dir, exist_ok=True)
-        path = os.path.join(out_dir, "results.json")
-        with open(path, "w") as f:
-            json.dump(results, f, indent=1, default=str)
-        results["path"] = path
-    return results
+
+def case_row(case):
+    """One case: checked against the reference first, then (on a GPU, if it passed) timed."""
+    sim = gpuconv.SIMULATOR
+    c = case.scaled() if sim else case
+    g = conv2d_geometry(c.x_shape, c.w_shape, c.stride, c.padding, 1, c.groups)
+    row = dict(name=c.name, x=c.x_shape, w=c.w_shape, stride=c.stride, padding=c.padding, groups=c.groups,
+               kernel=choose_direct_kernel(g, np.float32), flops=g.flops)
+    row["rel_err"] = check_case(c)
+    row["passed"] = row["rel_err"] < TOL[np.float32]
+    if not sim and row["passed"]:
+        row["timing"] = time_case(c)
+    return row
+
+
+def write(out_dir, meta, rows) -> str:
+    """results.json under out_dir: the run's metadata and every case's figures."""
+    import os
+
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, "results.json")
+    with open(path, "w") as f:
+        json.dump(dict(meta, cases=rows), f, indent=1, default=str)
+    return path
+
+
+def run(cases, out_dir=None):
+    """Check (and on a GPU, time) each case; returns metadata with the rows, written to out_dir if given."""
+    meta, rows = metadata(), [case_row(c) for c in cases]
+    if out_dir:
+        meta["path"] = write(out_dir, meta, rows)
+    return dict(meta, cases=rows)

@@ -44,10 +44,10 @@ def _is_sim_device_array(a) -> bool:
 
 def dtype_of(a, kind: str) -> np.dtype:
     if kind in ("torch", "torch_cpu"):
-        import torch
-
-        return np.dtype(str(a.dtype).replace("torch.", "")) if a.dtype.is_floating_point else np.dtype(
-            {torch.int64: np.int64, torch.int32: np.int32, torch.bool: np.bool_}.get(a.dtype, np.int8))
+        try:
+            return np.dtype(str(a.dtype).removeprefix("torch."))
+        except TypeError:
+            raise TypeError(f"unsupported dtype {a.dtype}: gpuconv takes float32 and float64") from None
     return np.dtype(getattr(a, "dtype", np.asarray(a).dtype))
 
 
@@ -166,6 +166,24 @@ def check_out(out, shape, dtype, kind: str):
     if okind == "host" and not isinstance(out, np.ndarray):
         raise TypeError("a host out must be a NumPy array or a CPU PyTorch tensor")
     return okind
+
+
+def output(out, okind, shape, dtype, kind: str, like, stream):
+    """(what the caller will get back, the Numba view to launch into) for a result of `shape`.
+
+    Device callers get `out` or a fresh array of their own type; host callers get a device buffer that
+    `result` copies back.
+    """
+    if not is_device(kind):
+        return None, cuda.device_array(shape, dtype=dtype, stream=stream)
+    if out is not None:
+        return out, device_view(out, okind, stream)
+    return allocate(shape, dtype, kind, like, stream)
+
+
+def result(res, d_y, kind: str, out, stream):
+    """After the launch: device callers get `res` as is; host callers get d_y copied back."""
+    return res if is_device(kind) else finish_host(d_y, kind, out, stream)
 
 
 def finish_host(d_y, kind: str, out, stream):

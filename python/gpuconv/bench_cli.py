@@ -44,10 +44,9 @@ def main(args) -> int:
         from rich.progress import track
     except ImportError:
         track = None
-    rows = []
+    meta = harness.metadata()
     it = track(cases, description="checking" if gpuconv.SIMULATOR else "checking + timing") if track else cases
-    for case in it:
-        rows.append(harness.run([case])["cases"][0])
+    rows = [harness.case_row(case) for case in it]
     failed = [r for r in rows if not r["passed"]]
     for r in rows:
         line = (f"{r['name']:<18} x={'x'.join(map(str, r['x'])):<16} w={'x'.join(map(str, r['w'])):<14} "
@@ -58,12 +57,6 @@ def main(args) -> int:
                      f"  cuDNN {t['cudnn']['median_ms']:.3f} ms  ratio {t['ratio_to_cudnn']:.2f}")
         print(line)
     if args.out:
-        import json
-        import os
-
-        os.makedirs(args.out, exist_ok=True)
-        with open(os.path.join(args.out, "results.json"), "w") as f:
-            json.dump(dict(target="simulator" if gpuconv.SIMULATOR else "cuda", cases=rows), f, indent=1, default=str)
-        print(f"results written to {os.path.join(args.out, 'results.json')}")
+        print(f"results written to {harness.write(args.out, meta, rows)}")
     print(f"{len(rows) - len(failed)} passed, {len(failed)} failed")
     return 1 if failed else 0

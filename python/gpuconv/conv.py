@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+from numba import cuda
 
 from gpuconv.kernels import _common, direct
 
@@ -36,15 +37,15 @@ def choose_direct_kernel(g, dtype) -> str:
 
 @functools.lru_cache(maxsize=1024)
 def _launcher(g, dtype, kernel, has_bias, act, alpha):
-    """A configured launch closure, built once per (shape, options): calls do no planning."""
+    """A configured launch closure, built once per (shape, options): calls do no planning.
+    kernel None lets dispatch choose (once, here)."""
+    kernel = kernel or choose_direct_kernel(g, dtype)
     return _DIRECT_KERNELS[kernel](g, dtype, _common.PAD_CODES[g.padding_mode], has_bias,
                                    _common.ACT_CODES[act], alpha)
 
 
 @functools.lru_cache(maxsize=4)
 def _dummy_bias(dtype):
-    from numba import cuda
-
     return cuda.to_device(np.zeros(1, dtype=dtype))
 
 
@@ -80,25 +81,16 @@ def gpu_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     act, alpha = _args.activation_spec(activation)
     if algo not in ALGOS:
         raise ValueError(f"algo must be one of {', '.join(ALGOS)} in this version, got {algo!r}")
-    kernel = _kernel or choose_direct_kernel(g, dtype)
-    if kernel not in _DIRECT_KERNELS:
-        raise ValueError(f"_kernel must be one of {', '.join(_DIRECT_KERNELS)}, got {kernel!r}")
+    if _kernel is not None and _kernel not in _DIRECT_KERNELS:
+        raise ValueError(f"_kernel must be one of {', '.join(_DIRECT_KERNELS)}, got {_kernel!r}")
     kind = kinds["x"]
-    if out is not None:
-        _interop.check_out(out, g.out_shape, dtype, kind)
-    launch = _launcher(g, dtype, kernel, bias is not None, act, alpha)
+    okind = None if out is None else _interop.check_out(out, g.out_shape, dtype, kind)
+    launch = _launcher(g, dtype, _kernel, bias is not None, act, alpha)
 
     s = _interop.resolve_stream(stream, kind, x)
     dx = _interop.device_view(x, kind, s)
     dw = _interop.device_view(weight, kinds["weight"], s)
     db = _dummy_bias(dtype) if bias is None else _interop.device_view(bias, kinds["bias"], s)
-    if _interop.is_device(kind):
-        result, dy = (out, _interop.device_view(out, _interop.kind_of(out, "out"), s)) if out is not None \
-            else _interop.allocate(g.out_shape, dtype, kind, x, s)
-        launch(dx, dw, db, dy, s)
-        return result
-    from numba import cuda
-
-    dy = cuda.device_array(g.out_shape, dtype=dtype, stream=s)
+    res, dy = _interop.output(out, okind, g.out_shape, dtype, kind, x, s)
     launch(dx, dw, db, dy, s)
-    return _interop.finish_host(dy, kind, out, s)
+    return _interop.result(res, dy, kind, out, s)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 
 import numpy as np
+from numba import cuda
 
 from gpuconv.kernels import pool as kpool
 
@@ -26,59 +27,57 @@ def _pool_geometry(x_shape, kernel_size, stride, padding, dilation, ceil_mode):
         return _args.pool2d_geometry(x_shape, kernel_size, stride, padding, dilation, ceil_mode)
 
 
+# Each cached launcher is built once per (shape, options) and called as launch(x, y, idx, stream).
+
+
 @functools.lru_cache(maxsize=1024)
-def _max_launcher(g, dtype):
-    return kpool.launch_max_pool2d(g, dtype)
+def _max_launcher(g, dtype, with_idx):
+    launch = kpool.launch_max_pool2d(g, dtype)
+    return lambda x, y, idx, s: launch(x, y, idx, with_idx, s)
 
 
 @functools.lru_cache(maxsize=1024)
 def _avg_launcher(g, dtype, count_include_pad, divisor):
-    return kpool.launch_avg_pool2d(g, dtype, count_include_pad, divisor)
+    launch = kpool.launch_avg_pool2d(g, dtype, count_include_pad, divisor)
+    return lambda x, y, idx, s: launch(x, y, s)
 
 
 @functools.lru_cache(maxsize=1024)
-def _global_launcher(shape, dtype, is_max):
-    return kpool.launch_global_pool2d(*shape, dtype, is_max)
+def _global_launcher(shape, dtype, is_max, with_idx):
+    launch = kpool.launch_global_pool2d(*shape, dtype, is_max)
+    return lambda x, y, idx, s: launch(x, y, idx, with_idx, s)
 
 
 @functools.lru_cache(maxsize=2)
 def _dummy_indices():
-    from numba import cuda
-
     return cuda.to_device(np.zeros((1, 1, 1, 1), dtype=np.int64))
 
 
-def _run(x, out, out_shape, launch_args, launch, with_idx, stream, indices_out=None):
-    """Shared tail: views, allocation of y (and indices) of the caller's kind, launch, results."""
+def _check_x(x):
+    """(shape, kind, dtype) of the input, checked once per call."""
     kinds, dtype = _interop.check_operands([("x", x)])
-    kind = kinds["x"]
-    if out is not None:
-        _interop.check_out(out, out_shape, dtype, kind)
+    return _args.shape_of(x, "x", 4), kinds["x"], dtype
+
+
+def _run(x, kind, dtype, out, out_shape, launch, with_idx, stream):
+    """Shared tail: check out=, views, y (and indices) of the caller's kind, launch, results."""
+    okind = None if out is None else _interop.check_out(out, out_shape, dtype, kind)
     s = _interop.resolve_stream(stream, kind, x)
     dx = _interop.device_view(x, kind, s)
-    from numba import cuda
-
-    if _interop.is_device(kind):
-        y, dy = (out, _interop.device_view(out, _interop.kind_of(out, "out"), s)) if out is not None \
-            else _interop.allocate(out_shape, dtype, kind, x, s)
-        if with_idx:
-            idx, didx = _interop.allocate(out_shape, np.dtype(np.int64), kind, x, s)
-        else:
-            idx, didx = None, _dummy_indices()
-        launch(dx, dy, didx, *launch_args, stream=s) if launch_args is not None else launch(dx, dy, s)
-        return (y, idx) if with_idx else y
-    dy = cuda.device_array(out_shape, dtype=dtype, stream=s)
-    didx = cuda.device_array(out_shape, dtype=np.int64, stream=s) if with_idx else _dummy_indices()
-    launch(dx, dy, didx, *launch_args, stream=s) if launch_args is not None else launch(dx, dy, s)
-    y = _interop.finish_host(dy, kind, out, s)
-    if not with_idx:
-        return y
-    return y, _interop.finish_host(didx, kind, None, s)
+    res, dy = _interop.output(out, okind, out_shape, dtype, kind, x, s)
+    if with_idx:
+        res_i, didx = _interop.output(None, None, out_shape, np.dtype(np.int64), kind, x, s)
+    else:
+        didx = _dummy_indices()
+    launch(dx, dy, didx, s)
+    y = _interop.result(res, dy, kind, out, s)
+    return (y, _interop.result(res_i, didx, kind, None, s)) if with_idx else y
 
 
-def _check_x(x):
-    _interop.check_operands([("x", x)])
-    return _args.shape_of(x, "x", 4)
+def _check_bool(value, name):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+    return bool(value)
 
 
 def gpu_max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False,
@@ -87,36 +86,33 @@ def gpu_max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
 
     A NaN in a window makes its result NaN (its index is the last NaN's); otherwise the first maximum.
     """
-    g = _pool_geometry(_check_x(x), kernel_size, stride, padding, dilation, ceil_mode)
-    if not isinstance(return_indices, (bool, np.bool_)):
-        raise TypeError(f"return_indices must be a bool, got {return_indices!r}")
-    launch = _max_launcher(g, np.dtype(_interop.dtype_of(x, _interop.kind_of(x, "x"))))
-    return _run(x, out, g.out_shape, (bool(return_indices),), launch, bool(return_indices), stream)
+    shape, kind, dtype = _check_x(x)
+    g = _pool_geometry(shape, kernel_size, stride, padding, dilation, ceil_mode)
+    with_idx = _check_bool(return_indices, "return_indices")
+    return _run(x, kind, dtype, out, g.out_shape, _max_launcher(g, dtype, with_idx), with_idx, stream)
 
 
 def gpu_avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                    divisor_override=None, *, out=None, stream=None):
     """Average pooling of x (N, C, H, W) -> (N, C, P, Q), as F.avg_pool2d (its divisor rules included)."""
-    g = _pool_geometry(_check_x(x), kernel_size, stride, padding, 1, ceil_mode)
-    if not isinstance(count_include_pad, (bool, np.bool_)):
-        raise TypeError(f"count_include_pad must be a bool, got {count_include_pad!r}")
+    shape, kind, dtype = _check_x(x)
+    g = _pool_geometry(shape, kernel_size, stride, padding, 1, ceil_mode)
+    cip = _check_bool(count_include_pad, "count_include_pad")
     divisor = 0
     if divisor_override is not None:
         divisor = _args.check_int(divisor_override, "divisor_override")
         if divisor == 0:
             raise ValueError("divisor_override must not be zero")
-    dtype = np.dtype(_interop.dtype_of(x, _interop.kind_of(x, "x")))
-    launch = _avg_launcher(g, dtype, bool(count_include_pad), divisor)
-    return _run(x, out, g.out_shape, None, launch, False, stream)
+    return _run(x, kind, dtype, out, g.out_shape, _avg_launcher(g, dtype, cip, divisor), False, stream)
 
 
 def _global(x, is_max, return_indices, out, stream):
-    shape = _check_x(x)
+    shape, kind, dtype = _check_x(x)
     if min(shape) < 1:
         raise ValueError(f"x {shape} must have no empty dimension")
-    dtype = np.dtype(_interop.dtype_of(x, _interop.kind_of(x, "x")))
-    launch = _global_launcher(shape, dtype, is_max)
-    return _run(x, out, shape[:2] + (1, 1), (bool(return_indices),), launch, bool(return_indices), stream)
+    with_idx = _check_bool(return_indices, "return_indices")
+    return _run(x, kind, dtype, out, shape[:2] + (1, 1), _global_launcher(shape, dtype, is_max, with_idx),
+                with_idx, stream)
 
 
 def gpu_global_max_pool2d(x, return_indices=False, *, out=None, stream=None):
