@@ -224,3 +224,117 @@ def launch_global_pool2d(N, C, H, W, dtype, is_max):
         kernel[blocks, GLOBAL_THREADS, stream](x, y, idx, is_max, with_idx, wpp)
 
     return launch
+
+
+# ----------------------------------------------------------------------------- backward (gather)
+#
+# Both backward kernels gather: one thread per input element sums, in a fixed (p, q) order, the
+# gradients of the outputs whose windows hold it. No atomics, so the result is the same bits every run,
+# and each gradient element is written exactly once (no zero-fill pass). Window p holds row h when
+# h = p·sh − ph + i·dh for some 0 <= i < kh, so p runs over [ceil((h + ph − (kh−1)·dh) / sh),
+# floor((h + ph) / sh)] ∩ [0, P), about (kh−1)·dh / sh + 1 candidates.
+
+
+@cuda.jit(device=True, inline=True)
+def _window_range(h, pad, k, s, d, n_out):
+    """[lo, hi) of the outputs along one axis whose window may hold input coordinate h."""
+    top = h + pad
+    low = top - (k - 1) * d
+    lo = 0 if low <= 0 else (low + s - 1) // s
+    hi = min(top // s + 1, n_out)
+    return lo, hi
+
+
+@functools.cache
+def max_pool2d_backward_kernel(dtype):
+    """gx[n, c, h, w] = sum of go[n, c, p, q] over the outputs whose index names (h, w). Fills gx."""
+    ZERO = np.dtype(dtype).type(0)
+
+    @cuda.jit
+    def max_pool2d_backward(go, idx, gx,                       # arrays: grad of y, indices, grad of x
+                            kh, kw, sh, sw, ph, pw, dh, dw):   # window geometry of the forward
+        N, C, H, W = gx.shape
+        P = go.shape[2]
+        Q = go.shape[3]
+        total = int64(N) * C * H * W
+        start = int64(cuda.blockIdx.x) * cuda.blockDim.x + cuda.threadIdx.x
+        for e in range(start, total, int64(cuda.gridDim.x) * cuda.blockDim.x):
+            n, c, h, w = unflatten_nchw(e, C, H, W)
+            me = h * W + w
+            p0, p1 = _window_range(h, ph, kh, sh, dh, P)
+            q0, q1 = _window_range(w, pw, kw, sw, dw, Q)
+            acc = ZERO
+            for p in range(p0, p1):
+                if (h + ph - p * sh) % dh == 0:  # on the dilated grid (skips loads; the index test decides)
+                    for q in range(q0, q1):
+                        if (w + pw - q * sw) % dw == 0 and idx[n, c, p, q] == me:
+                            acc += go[n, c, p, q]
+            gx[n, c, h, w] = acc
+
+    return max_pool2d_backward
+
+
+def launch_max_pool2d_backward(g, dtype):
+    # Launch plan: 1-D grid of 256-thread blocks, one thread per input element (w fastest, so a warp's
+    # gradient stores coalesce), grid-striding past 65535·8 blocks.
+    kernel = max_pool2d_backward_kernel(dtype)
+    blocks = _grid(g.N * g.C * g.H * g.W, POOL_THREADS)
+    scalars = (g.kernel[0], g.kernel[1], g.stride[0], g.stride[1], g.pad[0], g.pad[1], g.dilation[0], g.dilation[1])
+
+    def launch(go, idx, gx, stream):
+        kernel[blocks, POOL_THREADS, stream](go, idx, gx, *scalars)
+
+    return launch
+
+
+@functools.cache
+def avg_pool2d_backward_kernel(dtype):
+    """gx[n, c, h, w] = sum of go[n, c, p, q] / divisor(p, q) over the windows holding (h, w), with the
+    forward's divisor rules. Fills gx."""
+    ZERO = np.dtype(dtype).type(0)
+    T = numba_type(dtype)
+
+    @cuda.jit
+    def avg_pool2d_backward(go, gx,                                # arrays: grad of y, grad of x
+                            kh, kw, sh, sw, ph, pw,                # window geometry of the forward
+                            count_include_pad, divisor):           # divisor rule; divisor != 0 overrides
+        N, C, H, W = gx.shape
+        P = go.shape[2]
+        Q = go.shape[3]
+        total = int64(N) * C * H * W
+        start = int64(cuda.blockIdx.x) * cuda.blockDim.x + cuda.threadIdx.x
+        for e in range(start, total, int64(cuda.gridDim.x) * cuda.blockDim.x):
+            n, c, h, w = unflatten_nchw(e, C, H, W)
+            p0, p1 = _window_range(h, ph, kh, sh, 1, P)
+            q0, q1 = _window_range(w, pw, kw, sw, 1, Q)
+            acc = ZERO
+            for p in range(p0, p1):
+                hs = p * sh - ph
+                he = min(hs + kh, H + ph)   # as the forward: windows stop at the padded edge
+                rows = he - hs
+                rows_in = min(he, H) - max(hs, 0)
+                for q in range(q0, q1):
+                    ws = q * sw - pw
+                    we = min(ws + kw, W + pw)
+                    if divisor != 0:
+                        d = divisor
+                    elif count_include_pad:
+                        d = rows * (we - ws)
+                    else:
+                        d = rows_in * (min(we, W) - max(ws, 0))
+                    acc += go[n, c, p, q] / T(d)
+            gx[n, c, h, w] = acc
+
+    return avg_pool2d_backward
+
+
+def launch_avg_pool2d_backward(g, dtype, count_include_pad, divisor):
+    # Launch plan: as max pooling's backward, one thread per input element, w fastest.
+    kernel = avg_pool2d_backward_kernel(dtype)
+    blocks = _grid(g.N * g.C * g.H * g.W, POOL_THREADS)
+    scalars = (g.kernel[0], g.kernel[1], g.stride[0], g.stride[1], g.pad[0], g.pad[1], count_include_pad, divisor)
+
+    def launch(go, gx, stream):
+        kernel[blocks, POOL_THREADS, stream](go, gx, *scalars)
+
+    return launch

@@ -8,9 +8,13 @@ from . import _runtime  # first: decides simulator or device before numba is imp
 from . import filters, reference, shapes
 from .conv import gpu_conv2d
 from .pool import gpu_avg_pool2d, gpu_global_avg_pool2d, gpu_global_max_pool2d, gpu_max_pool2d
+from .pool_backward import (gpu_avg_pool2d_backward, gpu_global_avg_pool2d_backward,
+                            gpu_global_max_pool2d_backward, gpu_max_pool2d_backward)
 
 SIMULATOR = _runtime.SIMULATOR
 __version__ = "0.1.0"
 
 __all__ = ["gpu_conv2d", "gpu_max_pool2d", "gpu_avg_pool2d", "gpu_global_max_pool2d", "gpu_global_avg_pool2d",
+           "gpu_max_pool2d_backward", "gpu_avg_pool2d_backward", "gpu_global_max_pool2d_backward",
+           "gpu_global_avg_pool2d_backward",
            "SIMULATOR", "filters", "reference", "shapes", "__version__"]

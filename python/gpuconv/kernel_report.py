@@ -56,6 +56,10 @@ def _pool_args(kind):
             return (a4, a4, i4) + (types.int64,) * 8 + (types.boolean,)
         if kind == "avg":
             return (a4, a4) + (types.int64,) * 6 + (types.boolean, types.int64)
+        if kind == "max_backward":
+            return (a4, i4, a4) + (types.int64,) * 8
+        if kind == "avg_backward":
+            return (a4, a4) + (types.int64,) * 6 + (types.boolean, types.int64)
         return (a4, a4, i4, types.boolean, types.boolean, types.int64)
     return args
 
@@ -70,6 +74,8 @@ def kernel_specs() -> list[KernelSpec]:
         KernelSpec("max_pool2d", pool.max_pool2d_kernel, _pool_args("max"), True, 0),
         KernelSpec("avg_pool2d", pool.avg_pool2d_kernel, _pool_args("avg"), True, 0),
         KernelSpec("global_pool2d", pool.global_pool2d_kernel, _pool_args("global"), True, 0),
+        KernelSpec("max_pool2d_backward", pool.max_pool2d_backward_kernel, _pool_args("max_backward"), True, 0),
+        KernelSpec("avg_pool2d_backward", pool.avg_pool2d_backward_kernel, _pool_args("avg_backward"), True, 0),
     ]
 
 

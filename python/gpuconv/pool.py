@@ -80,6 +80,16 @@ def _check_bool(value, name):
     return bool(value)
 
 
+def divisor_code(divisor_override) -> int:
+    """The kernels' divisor argument: 0 for PyTorch's counting rules, else the override."""
+    if divisor_override is None:
+        return 0
+    divisor = _args.check_int(divisor_override, "divisor_override")
+    if divisor == 0:
+        raise ValueError("divisor_override must not be zero")
+    return divisor
+
+
 def gpu_max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False,
                    *, out=None, stream=None):
     """Max pooling of x (N, C, H, W) -> (N, C, P, Q) [, int64 flat per-plane indices], as F.max_pool2d.
@@ -98,11 +108,7 @@ def gpu_avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     shape, kind, dtype = _check_x(x)
     g = _pool_geometry(shape, kernel_size, stride, padding, 1, ceil_mode)
     cip = _check_bool(count_include_pad, "count_include_pad")
-    divisor = 0
-    if divisor_override is not None:
-        divisor = _args.check_int(divisor_override, "divisor_override")
-        if divisor == 0:
-            raise ValueError("divisor_override must not be zero")
+    divisor = divisor_code(divisor_override)
     return _run(x, kind, dtype, out, g.out_shape, _avg_launcher(g, dtype, cip, divisor), False, stream)
 
 

@@ -1,0 +1,123 @@
+"""Pooling gradients: check, allocate, launch (gather kernels in gpuconv.kernels.pool).
+
+Each gradient element is computed by one thread summing, in a fixed order, the output gradients of the
+windows that hold it: deterministic (the same bits every run) and with no atomics or zero-fill pass.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+from numba import cuda
+
+from gpuconv.kernels import pool as kpool
+
+from . import _args, _interop
+from .pool import _check_bool, _max_launcher, _pool_geometry, divisor_code
+
+INDEX_DTYPE = np.dtype(np.int64)
+
+
+@functools.lru_cache(maxsize=1024)
+def _max_backward_launcher(g, dtype):
+    return kpool.launch_max_pool2d_backward(g, dtype)
+
+
+@functools.lru_cache(maxsize=1024)
+def _avg_backward_launcher(g, dtype, count_include_pad, divisor):
+    return kpool.launch_avg_pool2d_backward(g, dtype, count_include_pad, divisor)
+
+
+def _check_grad(grad_out, x):
+    """(kind, dtype, x shape, grad_out shape) of the operands, checked once per call."""
+    kinds, dtype = _interop.check_operands([("grad_out", grad_out), ("x", x)])
+    return kinds, dtype, _args.shape_of(x, "x", 4), _args.shape_of(grad_out, "grad_out", 4)
+
+
+def _check_same_shape(go_shape, g):
+    if go_shape != g.out_shape:
+        raise ValueError(f"grad_out must have the forward's output shape {g.out_shape} for x "
+                         f"{(g.N, g.C, g.H, g.W)}, got {go_shape}")
+
+
+def _check_indices(indices, kind, g):
+    ikind = _interop.kind_of(indices, "indices")
+    if _interop.is_device(ikind) != _interop.is_device(kind):
+        raise TypeError(f"indices must be on the {'device' if _interop.is_device(kind) else 'host'} like grad_out")
+    ishape = _args.shape_of(indices, "indices", 4)
+    if ishape != g.out_shape:
+        raise ValueError(f"indices must have the forward's output shape {g.out_shape}, got {ishape}")
+    if _interop.dtype_of(indices, ikind) != INDEX_DTYPE:
+        raise TypeError(f"indices must be int64 (as gpu_max_pool2d returns them), got "
+                        f"{_interop.dtype_of(indices, ikind)}")
+    return ikind
+
+
+def gpu_max_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, *,
+                            indices=None, out=None, stream=None):
+    """Gradient of gpu_max_pool2d w.r.t. x: each output's gradient goes to the element its index names
+    (PyTorch's max_pool2d backward), summed where windows overlap, in a fixed order (deterministic).
+
+    indices: the int64 indices gpu_max_pool2d returned for x with the same arguments; without them
+    they are recomputed from x by one forward pass. An index that names no element of its own window
+    contributes nothing. grad_out has the forward's output shape; the result has x's shape, dtype and
+    type (NumPy in -> NumPy out; device arrays in place, as gpu_max_pool2d).
+    """
+    kinds, dtype, x_shape, go_shape = _check_grad(grad_out, x)
+    kind = kinds["grad_out"]
+    g = _pool_geometry(x_shape, kernel_size, stride, padding, dilation, ceil_mode)
+    _check_same_shape(go_shape, g)
+    ikind = None if indices is None else _check_indices(indices, kind, g)
+    okind = None if out is None else _interop.check_out(out, x_shape, dtype, kind)
+    backward = _max_backward_launcher(g, dtype)
+
+    s = _interop.resolve_stream(stream, kind, grad_out)
+    dgo = _interop.device_view(grad_out, kind, s)
+    if indices is None:
+        forward = _max_launcher(g, dtype, True)
+        dx = _interop.device_view(x, kinds["x"], s)
+        didx = cuda.device_array(g.out_shape, INDEX_DTYPE, stream=s)
+        forward(dx, cuda.device_array(g.out_shape, dtype, stream=s), didx, s)  # y is discarded
+    else:
+        didx = _interop.device_view(indices, ikind, s)
+    res, dgx = _interop.output(out, okind, x_shape, dtype, kind, grad_out, s)
+    backward(dgo, didx, dgx, s)
+    return _interop.result(res, dgx, kind, out, s)
+
+
+def gpu_avg_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0, ceil_mode=False,
+                            count_include_pad=True, divisor_override=None, *, out=None, stream=None):
+    """Gradient of gpu_avg_pool2d w.r.t. x: each output's gradient / its divisor, spread over its
+    window (PyTorch's avg_pool2d backward, every divisor rule). Deterministic. x is used for its shape,
+    dtype and side only. The result has x's shape and grad_out's dtype and type."""
+    kinds, dtype, x_shape, go_shape = _check_grad(grad_out, x)
+    kind = kinds["grad_out"]
+    g = _pool_geometry(x_shape, kernel_size, stride, padding, 1, ceil_mode)
+    _check_same_shape(go_shape, g)
+    launch = _avg_backward_launcher(g, dtype, _check_bool(count_include_pad, "count_include_pad"),
+                                    divisor_code(divisor_override))
+    okind = None if out is None else _interop.check_out(out, x_shape, dtype, kind)
+
+    s = _interop.resolve_stream(stream, kind, grad_out)
+    dgo = _interop.device_view(grad_out, kind, s)
+    res, dgx = _interop.output(out, okind, x_shape, dtype, kind, grad_out, s)
+    launch(dgo, dgx, s)
+    return _interop.result(res, dgx, kind, out, s)
+
+
+def _whole_plane(x):
+    shape = _args.shape_of(x, "x", 4)
+    if min(shape) < 1:
+        raise ValueError(f"x {shape} must have no empty dimension")
+    return shape[2:]
+
+
+def gpu_global_max_pool2d_backward(grad_out, x, *, indices=None, out=None, stream=None):
+    """Gradient of gpu_global_max_pool2d: grad_out (N, C, 1, 1) goes to each plane's max (its index)."""
+    return gpu_max_pool2d_backward(grad_out, x, _whole_plane(x), indices=indices, out=out, stream=stream)
+
+
+def gpu_global_avg_pool2d_backward(grad_out, x, *, out=None, stream=None):
+    """Gradient of gpu_global_avg_pool2d: grad_out (N, C, 1, 1) / (H·W) over each plane."""
+    return gpu_avg_pool2d_backward(grad_out, x, _whole_plane(x), out=out, stream=stream)
