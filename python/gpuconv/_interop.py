@@ -209,3 +209,30 @@ def _wait(stream):
     """A host caller needs its result now: wait for the copy (a pageable copy may still be in flight)."""
     if not _runtime.SIMULATOR and stream:
         stream.synchronize()
+
+
+# ----------------------------------------------------------------------------- views
+
+
+def strided_view(a, shape, strides):
+    """A view of Numba device array `a` (same memory, no copy) with the given shape and byte strides:
+    a 3-D view of a matrix (stride 0 on a batch of 1), a transpose, or a merge of contiguous axes."""
+    shape, strides = tuple(int(v) for v in shape), tuple(int(v) for v in strides)
+    if _runtime.SIMULATOR:
+        from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
+
+        return FakeCUDAArray(np.lib.stride_tricks.as_strided(a._ary, shape, strides))
+    from numba.cuda.cudadrv.devicearray import DeviceNDArray
+
+    return DeviceNDArray(shape, strides, a.dtype, stream=a.stream, gpu_data=a.gpu_data)
+
+
+def merged_strides(shape, strides):
+    """The byte stride of axes `shape` merged into one, or None where their strides do not allow it."""
+    axes = [(n, st) for n, st in zip(shape, strides) if n != 1]   # unit axes may have any stride
+    if not axes:
+        return int(strides[-1])
+    for (_, s0), (n1, s1) in zip(axes, axes[1:]):
+        if s0 != s1 * n1:
+            return None
+    return int(axes[-1][1])

@@ -9,9 +9,9 @@ from numba import cuda
 
 from gpuconv.kernels import _common, direct
 
-from . import _args, _interop
+from . import _args, _interop, im2col
 
-ALGOS = ("auto", "direct")
+ALGOS = ("auto", "direct", "im2col", "im2col_cublas")
 _DIRECT_KERNELS = {
     "general": direct.launch_conv2d_general,
     "tiled": direct.launch_conv2d_tiled,
@@ -59,7 +59,9 @@ def gpu_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     padding_mode: "zeros", "reflect", "replicate" or "circular", as torch.nn.Conv2d;
     activation: None, "relu", "sigmoid", "tanh", "leaky_relu" / ("leaky_relu", slope), "elu" /
         ("elu", alpha), fused with the bias into the kernel's epilogue;
-    algo: "auto" or "direct" (the kernels of this version; dispatch picks depthwise, tiled or general);
+    algo: "direct" (dispatch picks the depthwise, tiled or general kernel), "im2col" (columns + our
+        tiled GEMM, workspace capped by gpuconv.set_workspace_limit), "im2col_cublas" (columns +
+        cuBLAS through CuPy, for comparison; needs a device and CuPy), "auto" (direct, this version);
     out: an array of the result's shape, dtype and side to write into;
     stream: a Numba, CuPy or PyTorch stream (default: the current stream of the input's library).
 
@@ -85,12 +87,23 @@ def gpu_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
         raise ValueError(f"_kernel must be one of {', '.join(_DIRECT_KERNELS)}, got {_kernel!r}")
     kind = kinds["x"]
     okind = None if out is None else _interop.check_out(out, g.out_shape, dtype, kind)
-    launch = _launcher(g, dtype, _kernel, bias is not None, act, alpha)
+    if algo.startswith("im2col"):
+        if algo == "im2col_cublas":
+            im2col.check_cublas()
+        plan = im2col.plan(g, dtype, bias is not None, _common.ACT_CODES[act], alpha, im2col.workspace_limit(),
+                           algo == "im2col_cublas")
+    else:
+        launch = _launcher(g, dtype, _kernel, bias is not None, act, alpha)
 
     s = _interop.resolve_stream(stream, kind, x)
-    dx = _interop.device_view(x, kind, s)
     dw = _interop.device_view(weight, kinds["weight"], s)
+    if algo.startswith("im2col"):  # device weights are views (no allocation yet); host copies always pass
+        im2col.weight_strides(dw.shape, dw.strides, g)
+    dx = _interop.device_view(x, kind, s)
     db = _dummy_bias(dtype) if bias is None else _interop.device_view(bias, kinds["bias"], s)
     res, dy = _interop.output(out, okind, g.out_shape, dtype, kind, x, s)
-    launch(dx, dw, db, dy, s)
+    if algo.startswith("im2col"):
+        plan.run(dx, dw, db, dy, kind, x, s)
+    else:
+        launch(dx, dw, db, dy, s)
     return _interop.result(res, dy, kind, out, s)

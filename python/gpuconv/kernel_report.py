@@ -9,6 +9,7 @@ process with the simulator off.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -16,6 +17,8 @@ import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
+
+import functools
 
 import numpy as np
 
@@ -64,8 +67,34 @@ def _pool_args(kind):
     return args
 
 
+def _gemm_args(store):
+    def args(dtype):
+        from numba import types
+
+        from gpuconv.kernels._common import numba_type
+
+        t = numba_type(dtype)
+        c = types.Array(t, 4 if store == "nchw" else 3, "A")
+        return (types.Array(t, 3, "A"), types.Array(t, 3, "A"), c, types.Array(t, 1, "C")) + \
+            (types.int64,) * 3 + (types.boolean,) * 2 + (types.int64, types.int64, t)
+    return args
+
+
+def _arrays_then(ranks, ints, alpha=False):
+    """Args of a kernel taking strided arrays of `ranks`, then `ints` int64 scalars (and a float)."""
+    def args(dtype):
+        from numba import types
+
+        from gpuconv.kernels._common import numba_type
+
+        t = numba_type(dtype)
+        return tuple(types.Array(t, r, "A") for r in ranks) + (types.int64,) * ints + ((t,) if alpha else ())
+    return args
+
+
 def kernel_specs() -> list[KernelSpec]:
-    from gpuconv.kernels import direct, pool
+    from gpuconv.kernels import direct, epilogue, gemm, im2col, pool
+    from gpuconv.kernels._common import ACT_LEAKY_RELU
 
     return [
         KernelSpec("conv2d_general", direct.conv2d_general_kernel, _conv_args(0), True, 0),
@@ -74,6 +103,14 @@ def kernel_specs() -> list[KernelSpec]:
         KernelSpec("max_pool2d", pool.max_pool2d_kernel, _pool_args("max"), True, 0),
         KernelSpec("avg_pool2d", pool.avg_pool2d_kernel, _pool_args("avg"), True, 0),
         KernelSpec("global_pool2d", pool.global_pool2d_kernel, _pool_args("global"), True, 0),
+        KernelSpec("gemm", functools.partial(gemm.gemm_kernel, store="matrix"), _gemm_args("matrix"), True, 0),
+        KernelSpec("gemm_nchw_bias_leaky_acc", functools.partial(
+            gemm.gemm_kernel, store="nchw", bias_mode=gemm.BIAS_ROW, act=ACT_LEAKY_RELU, accumulate=True),
+            _gemm_args("nchw"), True, 0),
+        KernelSpec("im2col", im2col.im2col_kernel, _arrays_then((4, 3), 12), True, 0),
+        KernelSpec("col2im", im2col.col2im_kernel, _arrays_then((3, 4), 12), True, 0),
+        KernelSpec("fold_padding", im2col.fold_padding_kernel, _arrays_then((4, 4), 3), True, 0),
+        KernelSpec("activation", epilogue.activation_kernel, _arrays_then((4,), 1, alpha=True), True, 0),
         KernelSpec("max_pool2d_backward", pool.max_pool2d_backward_kernel, _pool_args("max_backward"), True, 0),
         KernelSpec("avg_pool2d_backward", pool.avg_pool2d_backward_kernel, _pool_args("avg_backward"), True, 0),
     ]

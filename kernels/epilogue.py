@@ -1,0 +1,45 @@
+"""A stand-alone activation pass: y = act(y) in place, for epilogues that cannot take it fused.
+
+The GEMM's epilogue must unroll for its register block to stay in registers, and the transcendental
+activations (sigmoid, tanh, elu) make it too large to unroll at 8×8 per thread; the GEMM path runs
+them here instead, as one read and one write of the output after the product.
+"""
+
+import functools
+
+import numpy as np
+from numba import cuda, int64
+
+from ._common import epilogue, unflatten_nchw
+
+THREADS = 256
+
+
+@functools.cache
+def activation_kernel(dtype):
+    apply = epilogue(dtype)
+
+    @cuda.jit
+    def activation(y, act, alpha):          # y (N, C, P, Q), any strides; act an ACT_ code
+        N, C, P, Q = y.shape
+        total = int64(N) * C * P * Q
+        start = int64(cuda.blockIdx.x) * cuda.blockDim.x + cuda.threadIdx.x
+        for e in range(start, total, int64(cuda.gridDim.x) * cuda.blockDim.x):
+            n, c, p, q = unflatten_nchw(e, C, P, Q)
+            y[n, c, p, q] = apply(y[n, c, p, q], act, alpha)
+
+    return activation
+
+
+def launch_activation(shape, dtype, act, alpha):
+    # Launch plan: 1-D grid of 256-thread blocks, one element per thread (q fastest: coalesced),
+    # grid-striding past 65535·8 blocks.
+    kernel = activation_kernel(dtype)
+    total = int(np.prod(shape))
+    blocks = max(1, min(-(-total // THREADS), 65535 * 8))
+    alpha = np.dtype(dtype).type(alpha)
+
+    def launch(y, stream):
+        kernel[blocks, THREADS, stream](y, act, alpha)
+
+    return launch

@@ -1,0 +1,155 @@
+"""gpu_conv2d's im2col algorithms: unfold the input into columns, then one batched GEMM per chunk.
+
+algo="im2col" multiplies with our GEMM (gpuconv.kernels.gemm), writing straight into the NCHW output
+with the bias and (relu / leaky_relu) activation fused; algo="im2col_cublas" multiplies with CuPy's
+matmul (cuBLAS), for comparison. Groups are the GEMM's batch. The column buffer (C·R·S × pixels per
+image) is processed in chunks of images, or of pixels when one image's columns alone exceed the limit,
+so the workspace never exceeds `workspace_limit()` bytes (default 1 GiB; `set_workspace_limit`).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from gpuconv.kernels import _common, epilogue
+from gpuconv.kernels import gemm as kgemm
+from gpuconv.kernels import im2col as kim2col
+
+from . import _interop, _runtime
+
+DEFAULT_WORKSPACE_LIMIT = 1 << 30
+_limit = DEFAULT_WORKSPACE_LIMIT
+
+
+def workspace_limit() -> int:
+    """The most bytes the im2col column buffer may take (per call)."""
+    return _limit
+
+
+def set_workspace_limit(nbytes) -> int:
+    """Cap the im2col column buffer at nbytes (None: back to the 1 GiB default); returns the old cap."""
+    global _limit
+    if nbytes is None:
+        nbytes = DEFAULT_WORKSPACE_LIMIT
+    if isinstance(nbytes, bool) or not isinstance(nbytes, (int, np.integer)) or nbytes < 1:
+        raise ValueError(f"workspace limit must be a positive number of bytes, got {nbytes!r}")
+    old, _limit = _limit, int(nbytes)
+    return old
+
+
+def chunking(g, itemsize, limit):
+    """(images, pixels) per chunk: whole images while they fit the limit, else pixels of one image."""
+    col_bytes = g.C * g.R * g.S * itemsize           # one pixel's column
+    pq = g.P * g.Q
+    if col_bytes > limit:
+        raise ValueError(f"the im2col workspace limit ({limit} B) is smaller than one column of "
+                         f"C·R·S = {g.C}·{g.R}·{g.S} elements ({col_bytes} B); raise it with "
+                         f"gpuconv.set_workspace_limit")
+    if col_bytes * pq <= limit:
+        return min(g.N, limit // (col_bytes * pq)), pq
+    pixels = limit // col_bytes
+    if pixels > kgemm.tile(np.float32)[1]:
+        pixels -= pixels % kgemm.tile(np.float32)[1]  # whole GEMM tiles per chunk
+    return 1, pixels
+
+
+def weight_strides(w_shape, w_strides, g):
+    """Byte strides of weight viewed as (groups, K/groups, C/groups·R·S); ValueError if not viewable."""
+    merged = _interop.merged_strides(w_shape[1:], w_strides[1:])
+    if merged is None:
+        raise ValueError(f"algo='im2col' needs weight {tuple(w_shape)} with contiguous (C/groups, R, S) axes, "
+                         f"got strides {tuple(w_strides)}")
+    kg = g.K // g.groups
+    return (kg * w_strides[0], w_strides[0], merged)
+
+
+def _c_strides(shape, itemsize):
+    strides, acc = [], itemsize
+    for n in reversed(shape):
+        strides.append(acc)
+        acc *= n
+    return tuple(reversed(strides))
+
+
+class Im2colPlan:
+    """Everything about one (shape, dtype, options, limit) that does not change between calls."""
+
+    def __init__(self, g, dtype, has_bias, act, alpha, limit, cublas):
+        self.g, self.dtype, self.cublas = g, np.dtype(dtype), cublas
+        self.itemsize = self.dtype.itemsize
+        self.images, self.pixels = chunking(g, self.itemsize, limit)
+        self.crs_g = g.C // g.groups * g.R * g.S
+        self.k_g = g.K // g.groups
+        self.im2col = kim2col.launch_im2col(g, dtype, _common.PAD_CODES[g.padding_mode])
+        fused = act in kgemm.FUSED_ACTS and not cublas
+        self.bias_mode = kgemm.BIAS_ROW if has_bias else kgemm.BIAS_NONE
+        self.act = act if fused else _common.ACT_NONE
+        self.alpha = alpha
+        late = None if fused or act == _common.ACT_NONE else act
+        self.late = None if late is None else epilogue.launch_activation(g.out_shape, dtype, late, alpha)
+        self._gemms = {}
+
+    def _gemm(self, nb, npix):
+        key = (nb, npix)
+        if key not in self._gemms:  # at most 4: full and last chunk, along images and pixels
+            self._gemms[key] = kgemm.launch_gemm(self.dtype, "nchw", self.k_g, npix, self.crs_g, nb * self.g.groups,
+                                                 True, True, self.bias_mode, self.act, self.alpha)
+        return self._gemms[key]
+
+    def chunks(self):
+        g = self.g
+        for img0 in range(0, g.N, self.images):
+            for pix0 in range(0, g.P * g.Q, self.pixels):
+                yield img0, min(self.images, g.N - img0), pix0, min(self.pixels, g.P * g.Q - pix0)
+
+    def run(self, dx, dw, db, dy, kind, like, s):
+        g = self.g
+        A = _interop.strided_view(dw, (g.groups, self.k_g, self.crs_g), weight_strides(dw.shape, dw.strides, g))
+        ws_kind = "cupy" if self.cublas else kind
+        _, buf = _interop.allocate((self.images * g.C * g.R * g.S * self.pixels,), self.dtype, ws_kind, like, s)
+        for img0, nb, pix0, npix in self.chunks():
+            shape = (nb, g.C * g.R * g.S, npix)
+            cols = _interop.strided_view(buf, shape, _c_strides(shape, self.itemsize))
+            self.im2col(dx, cols, img0, pix0, s)
+            bshape = (nb * g.groups, self.crs_g, npix)
+            B = _interop.strided_view(buf, bshape, _c_strides(bshape, self.itemsize))
+            if self.cublas:
+                _cublas_chunk(A, B, db if self.bias_mode else None, dy, g, img0, nb, pix0, npix, s)
+            else:
+                self._gemm(nb, npix)(A, B, dy, db, img0, pix0, s)
+        if self.late is not None:
+            self.late(dy, s)
+
+
+@functools.lru_cache(maxsize=1024)
+def plan(g, dtype, has_bias, act, alpha, limit, cublas):
+    return Im2colPlan(g, dtype, has_bias, act, alpha, limit, cublas)
+
+
+def check_cublas():
+    """algo='im2col_cublas' needs CuPy on a real device; say so before anything is allocated."""
+    if _runtime.SIMULATOR:
+        raise ValueError("algo='im2col_cublas' needs a CUDA device (cuBLAS through CuPy); this run is on "
+                         "the CUDA simulator")
+    try:
+        import cupy  # noqa: F401
+    except ImportError:
+        raise ValueError("algo='im2col_cublas' needs CuPy (pip install 'gpuconv[cu12]' or cupy)") from None
+
+
+def _cublas_chunk(A, B, db, dy, g, img0, nb, pix0, npix, s):
+    """One chunk through cupy.matmul on stream s: y[img0:img0+nb, :, pixels] = W @ cols (+ bias)."""
+    import cupy
+
+    with cupy.cuda.ExternalStream(s.handle.value if hasattr(s.handle, "value") else int(s.handle)):
+        w = cupy.asarray(A)                                       # (G, K/G, C/G·R·S)
+        cols = cupy.asarray(B).reshape(nb, g.groups, w.shape[2], npix)
+        prod = cupy.matmul(w, cols).reshape(nb, g.K, npix)        # (nb, K, npix)
+        if db is not None:
+            prod += cupy.asarray(db)[None, :, None]
+        y = cupy.asarray(dy)
+        if not y.flags.c_contiguous:
+            raise ValueError("algo='im2col_cublas' needs a C-contiguous output")
+        y.reshape(g.N, g.K, g.P * g.Q)[img0:img0 + nb, :, pix0:pix0 + npix] = prod
