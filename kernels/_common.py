@@ -125,3 +125,29 @@ def stage_tile(dtype):
             sm[base + e] = v
 
     return stage
+
+
+@functools.cache
+def epilogue_grad(dtype):
+    """grad(z, act, alpha): d act / dz at the pre-activation z (1 for no activation), as PyTorch's
+    backward formulas (relu's is 0 at z = 0)."""
+    ZERO = np.dtype(dtype).type(0)
+    ONE = np.dtype(dtype).type(1)
+
+    @cuda.jit(device=True, inline=True)
+    def grad(z, act, alpha):
+        if act == ACT_RELU:
+            return ONE if z > ZERO else ZERO
+        if act == ACT_LEAKY_RELU:
+            return ONE if z > ZERO else alpha
+        if act == ACT_SIGMOID:
+            s = ONE / (ONE + math.exp(-z))
+            return s * (ONE - s)
+        if act == ACT_TANH:
+            t = math.tanh(z)
+            return ONE - t * t
+        if act == ACT_ELU:
+            return ONE if z > ZERO else alpha * math.exp(z)
+        return ONE
+
+    return grad

@@ -1,4 +1,5 @@
-"""A stand-alone activation pass: y = act(y) in place, for epilogues that cannot take it fused.
+"""Stand-alone elementwise passes around an epilogue: y = act(y) in place, for epilogues that cannot
+take it fused, and the gradient through an activation, go · act'(z).
 
 The GEMM's epilogue must unroll for its register block to stay in registers, and the transcendental
 activations (sigmoid, tanh, elu) make it too large to unroll at 8×8 per thread; the GEMM path runs
@@ -10,7 +11,7 @@ import functools
 import numpy as np
 from numba import cuda, int64
 
-from ._common import epilogue, unflatten_nchw
+from ._common import epilogue, epilogue_grad, unflatten_nchw
 
 THREADS = 256
 
@@ -41,5 +42,35 @@ def launch_activation(shape, dtype, act, alpha):
 
     def launch(y, stream):
         kernel[blocks, THREADS, stream](y, act, alpha)
+
+    return launch
+
+
+@functools.cache
+def activation_grad_kernel(dtype):
+    grad = epilogue_grad(dtype)
+
+    @cuda.jit
+    def activation_grad(go, z, out, act, alpha):   # out = go · act'(z); all (N, C, P, Q), any strides
+        N, C, P, Q = out.shape
+        total = int64(N) * C * P * Q
+        start = int64(cuda.blockIdx.x) * cuda.blockDim.x + cuda.threadIdx.x
+        for e in range(start, total, int64(cuda.gridDim.x) * cuda.blockDim.x):
+            n, c, p, q = unflatten_nchw(e, C, P, Q)
+            out[n, c, p, q] = go[n, c, p, q] * grad(z[n, c, p, q], act, alpha)
+
+    return activation_grad
+
+
+def launch_activation_grad(shape, dtype, act, alpha):
+    """launch(go, z, out, stream): out = go · act'(z). With act NONE it is a strided -> dense copy."""
+    # Launch plan: as the activation pass, one element per thread, q fastest.
+    kernel = activation_grad_kernel(dtype)
+    total = int(np.prod(shape))
+    blocks = max(1, min(-(-total // THREADS), 65535 * 8))
+    alpha = np.dtype(dtype).type(alpha)
+
+    def launch(go, z, out, stream):
+        kernel[blocks, THREADS, stream](go, z, out, act, alpha)
 
     return launch

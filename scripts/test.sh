@@ -4,6 +4,7 @@
 # CUDA simulator at small shapes; with one, on the GPU at larger shapes. Extra arguments go to pytest.
 #   GPUCONV_VENV=DIR   where the environment lives (default .venv)
 #   GPUCONV_NO_TORCH=1 skip installing PyTorch (its parity tests are then skipped)
+#   GPUCONV_TEST_WORKERS=N  pytest-xdist workers (default: one per CPU; the simulator is CPU-bound)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${GPUCONV_VENV:-.venv}
@@ -13,4 +14,4 @@ if [ "${GPUCONV_NO_TORCH:-0}" != 1 ]; then
     # pinned: 2.13.0 is the CPU build the project's machines carry; a range would fetch the newest CUDA build
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check "torch==2.13.0"
 fi
-exec "$VENV/bin/python" -m pytest "$@"
+exec "$VENV/bin/python" -m pytest -n "${GPUCONV_TEST_WORKERS:-auto}" "$@"

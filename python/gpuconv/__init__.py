@@ -6,6 +6,7 @@
 
 from . import _runtime  # first: decides simulator or device before numba is imported
 from . import filters, reference, shapes
+from .backward import gpu_conv2d_backward, gpu_conv_transpose2d, gpu_conv_transpose2d_backward
 from .conv import gpu_conv2d
 from .gemm import gpu_linear, gpu_matmul
 from .im2col import set_workspace_limit, workspace_limit
@@ -16,7 +17,7 @@ from .pool_backward import (gpu_avg_pool2d_backward, gpu_global_avg_pool2d_backw
 SIMULATOR = _runtime.SIMULATOR
 __version__ = "0.1.0"
 
-__all__ = ["gpu_conv2d", "gpu_matmul", "gpu_linear", "set_workspace_limit", "workspace_limit", "gpu_max_pool2d", "gpu_avg_pool2d", "gpu_global_max_pool2d", "gpu_global_avg_pool2d",
+__all__ = ["gpu_conv2d", "gpu_conv2d_backward", "gpu_conv_transpose2d", "gpu_conv_transpose2d_backward", "gpu_matmul", "gpu_linear", "set_workspace_limit", "workspace_limit", "gpu_max_pool2d", "gpu_avg_pool2d", "gpu_global_max_pool2d", "gpu_global_avg_pool2d",
            "gpu_max_pool2d_backward", "gpu_avg_pool2d_backward", "gpu_global_max_pool2d_backward",
            "gpu_global_avg_pool2d_backward",
            "SIMULATOR", "filters", "reference", "shapes", "__version__"]

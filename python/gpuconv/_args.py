@@ -228,6 +228,44 @@ def conv2d_geometry(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1,
 # --------------------------------------------------------------------------- pooling
 
 
+def conv_transpose2d_output_padding_check(output_padding, stride, dilation):
+    op = pair(output_padding, "output_padding", minimum=0)
+    for i in range(2):
+        if op[i] >= max(stride[i], dilation[i]):
+            raise ValueError(
+                f"output_padding {op} must be smaller than stride {stride} or dilation {dilation} in each dimension"
+            )
+    return op
+
+
+def conv_transpose2d_geometry(x_shape, w_shape, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
+                              bias_shape=None):
+    """(out_shape, g): the transposed convolution's output shape, and the ConvGeometry of the forward
+    convolution it is the data gradient of (from an input of out_shape to x's shape: g.P, g.Q = H, W)."""
+    N, Cin, H, W = x_shape
+    Cin_w, Cog, R, S = w_shape
+    stride, dilation = pair(stride, "stride"), pair(dilation, "dilation")
+    pad = pair(padding, "padding", minimum=0)
+    groups = check_int(groups, "groups", 1)
+    op = conv_transpose2d_output_padding_check(output_padding, stride, dilation)
+    if Cin % groups or Cin_w != Cin:
+        raise ValueError(f"weight {tuple(w_shape)} must have x's {Cin} input channels in its first axis, "
+                         f"divisible by groups={groups}")
+    if min(tuple(x_shape) + tuple(w_shape)) < 1:
+        raise ValueError(f"x {tuple(x_shape)} and weight {tuple(w_shape)} must have no empty dimension")
+    Cout = Cog * groups
+    if bias_shape is not None and tuple(bias_shape) != (Cout,):
+        raise ValueError(f"bias must have shape ({Cout},) for weight {tuple(w_shape)} and groups={groups}, "
+                         f"got {tuple(bias_shape)}")
+    Ho = (H - 1) * stride[0] - 2 * pad[0] + dilation[0] * (R - 1) + op[0] + 1
+    Wo = (W - 1) * stride[1] - 2 * pad[1] + dilation[1] * (S - 1) + op[1] + 1
+    if Ho < 1 or Wo < 1:
+        raise ValueError(f"padding {pad} leaves no output for x {tuple(x_shape)} and weight {tuple(w_shape)}")
+    g = ConvGeometry(N, Cout, Ho, Wo, Cin, R, S, H, W, stride, dilation, (pad[0], pad[0], pad[1], pad[1]), groups,
+                     "zeros")
+    return (N, Cout, Ho, Wo), g
+
+
 def pool_out_size(size: int, kernel: int, stride: int, pad: int, dilation: int, ceil_mode: bool) -> int:
     """PyTorch's pooling_output_shape: with ceil_mode the last window must start inside input + left pad."""
     num = size + 2 * pad - dilation * (kernel - 1) - 1 + (stride - 1 if ceil_mode else 0)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._args import check_int, conv2d_geometry, pair
+from .._args import check_int, conv2d_geometry, conv_transpose2d_output_padding_check, pair
 from ._common import as_f64, pad2d, unpad2d_adjoint, windows
 from . import activations as _act
 
@@ -65,16 +65,6 @@ def _scatter_taps(src, wg, out_hw, kernel, stride, dilation):
             out[..., r0:r0 + (P - 1) * stride[0] + 1:stride[0], s0:s0 + (Q - 1) * stride[1] + 1:stride[1]] += \
                 np.einsum("ngkpq,gkc->ngcpq", src, wg[..., r, s], optimize=True)
     return out.reshape((N, G * Cout) + tuple(out_hw))
-
-
-def conv_transpose2d_output_padding_check(output_padding, stride, dilation):
-    op = pair(output_padding, "output_padding", minimum=0)
-    for i in range(2):
-        if op[i] >= max(stride[i], dilation[i]):
-            raise ValueError(
-                f"output_padding {op} must be smaller than stride {stride} or dilation {dilation} in each dimension"
-            )
-    return op
 
 
 def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):

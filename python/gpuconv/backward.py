@@ -1,0 +1,270 @@
+"""Training: gpu_conv2d_backward, gpu_conv_transpose2d and its backward, on our own kernels.
+
+- input gradient: kernels.backward's data-gradient gather (strides by skipping taps; no zero-stuffed
+  tensor), into the input for zeros padding, else into the padded grid folded back by the mode;
+- weight gradient: per image (chunk of pixels), go[img] @ columns[img]ᵀ on our GEMM, the images added
+  with the GEMM's accumulate in a fixed order: deterministic, same bits every run;
+- bias gradient: one block per channel, a fixed-order tree.
+The activation's gradient is applied first (go · act'(z), z the recomputed pre-activation).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+from numba import cuda
+
+from gpuconv.kernels import _common, epilogue
+from gpuconv.kernels import backward as kback
+from gpuconv.kernels import gemm as kgemm
+from gpuconv.kernels import im2col as kim2col
+
+from . import _args, _interop, conv, im2col
+
+NEEDS = ("input", "weight", "bias")
+
+
+def _check_needs(needs):
+    if isinstance(needs, str):
+        needs = (needs,)
+    try:
+        needs = tuple(needs)
+    except TypeError:
+        raise TypeError(f"needs must be a sequence of {NEEDS}, got {needs!r}") from None
+    unknown = [n for n in needs if n not in NEEDS]
+    if unknown:
+        raise ValueError(f"needs may hold 'input', 'weight', 'bias'; got {unknown}")
+    return frozenset(needs)
+
+
+def _c_strides(shape, itemsize):
+    strides, acc = [], itemsize
+    for n in reversed(shape):
+        strides.append(acc)
+        acc *= n
+    return tuple(reversed(strides))
+
+
+class WeightGradPlan:
+    """gw (K, C/G, R, S) = Σ over images and pixel chunks of go[img] @ cols[img]ᵀ, per group, in a fixed
+    order. `g` is the forward convolution from `inp` (N, C, H, W) to `go` (N, K, P, Q)."""
+
+    def __init__(self, g, dtype, limit):
+        self.g, self.dtype = g, np.dtype(dtype)
+        self.itemsize = self.dtype.itemsize
+        self.images, self.pixels = im2col.chunking(g, self.itemsize, limit)
+        self.crs_g = g.C // g.groups * g.R * g.S
+        self.k_g = g.K // g.groups
+        self.im2col = kim2col.launch_im2col(g, dtype, _common.PAD_CODES[g.padding_mode])
+        self._gemms = {}
+
+    def _gemm(self, npix, a_k_contig, accumulate):
+        key = (npix, a_k_contig, accumulate)
+        if key not in self._gemms:
+            self._gemms[key] = kgemm.launch_gemm(self.dtype, "matrix", self.k_g, self.crs_g, npix, self.g.groups,
+                                                 a_k_contig, False, accumulate=accumulate)
+        return self._gemms[key]
+
+    def run(self, dgo, dinp, dgw, kind, like, s):
+        g, isz = self.g, self.itemsize
+        crs = g.C * g.R * g.S
+        pq = g.P * g.Q
+        C3 = _interop.strided_view(dgw, (g.groups, self.k_g, self.crs_g), _c_strides((g.groups, self.k_g, self.crs_g),
+                                                                                    isz))
+        _, buf = _interop.allocate((self.images * crs * self.pixels,), self.dtype, kind, like, s)
+        sk = dgo.strides[1]
+        pix_stride = _interop.merged_strides((g.P, g.Q), dgo.strides[2:])
+        first = True
+        for img0 in range(0, g.N, self.images):
+            nb = min(self.images, g.N - img0)
+            for pix0 in range(0, pq, self.pixels):
+                npix = min(self.pixels, pq - pix0)
+                shape = (nb, crs, npix)
+                cols = _interop.strided_view(buf, shape, _c_strides(shape, isz))
+                self.im2col(dinp, cols, img0, pix0, s)
+                colsT = _interop.strided_view(buf, (nb, g.groups, npix, self.crs_g),
+                                              (crs * npix * isz, self.crs_g * npix * isz, isz, npix * isz))
+                for b in range(nb):
+                    A = _interop.strided_view(dgo[img0 + b], (g.groups, self.k_g, pq),
+                                              (self.k_g * sk, sk, pix_stride))[:, :, pix0:pix0 + npix]
+                    self._gemm(npix, kgemm.contiguous_axis_is_last(A), not first)(A, colsT[b], C3, conv._dummy_bias(self.dtype), 0, 0, s)
+                    first = False
+
+
+@functools.lru_cache(maxsize=1024)
+def _weight_plan(g, dtype, limit):
+    return WeightGradPlan(g, dtype, limit)
+
+
+@functools.lru_cache(maxsize=1024)
+def _data_grad(dtype, stride, pads_tl, dilation, groups, origin, has_bias):
+    return kback.launch_data_grad(dtype, stride, pads_tl, dilation, groups, origin, has_bias)
+
+
+@functools.lru_cache(maxsize=1024)
+def _fold(g, dtype):
+    kernel = kim2col.fold_padding_kernel(dtype)
+    t, _, l, _ = g.pads
+    mode = _common.PAD_CODES[g.padding_mode]
+    blocks = max(1, min(-(-(g.N * g.C * g.H * g.W) // kim2col.THREADS), 65535 * 8))
+    return lambda gp, gx, s: kernel[blocks, kim2col.THREADS, s](gp, gx, t, l, mode)
+
+
+def _input_grad(g, dtype, dgo, dw, dgx, s):
+    """gx of the forward g from go: gathered straight into gx (zeros) or via the padded grid (modes)."""
+    t, b, l, r = g.pads
+    if g.padding_mode == "zeros":
+        _data_grad(dtype, g.stride, (t, l), g.dilation, g.groups, (0, 0), False)(dgo, dw, dw, dgx, s)
+        return
+    gp = cuda.device_array((g.N, g.C, g.H + t + b, g.W + l + r), dtype=dtype, stream=s)
+    _data_grad(dtype, g.stride, (t, l), g.dilation, g.groups, (-t, -l), False)(dgo, dw, dw, gp, s)
+    _fold(g, dtype)(gp, dgx, s)
+
+
+def _pixels_mergeable(shape, d):
+    """Is the NCHW device array d viewable as (images, channels, pixels) (H and W mergeable)?"""
+    return _interop.merged_strides(shape[2:], d.strides[2:]) is not None
+
+
+def gpu_conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros",
+                        needs=NEEDS, *, bias=None, activation=None, stream=None):
+    """Gradients of gpu_conv2d -> (grad_input, grad_weight, grad_bias), None for what `needs` leaves out.
+
+    Arguments as gpu_conv2d's (every padding form and mode); with a fused activation pass it and the
+    forward's bias, and the pre-activation is recomputed to differentiate it. The weight and bias
+    gradients are deterministic (fixed-order reductions, no atomics). Results have the inputs' type.
+    """
+    kinds, dtype = _interop.check_operands([("grad_out", grad_out), ("x", x), ("weight", weight), ("bias", bias)])
+    x_shape = _args.shape_of(x, "x", 4)
+    w_shape = _args.shape_of(weight, "weight", 4)
+    go_shape = _args.shape_of(grad_out, "grad_out", 4)
+    bias_shape = None if bias is None else _args.shape_of(bias, "bias", 1)
+    g = _args.conv2d_geometry(x_shape, w_shape, stride, padding, dilation, groups, padding_mode, bias_shape)
+    if go_shape != g.out_shape:
+        raise ValueError(f"grad_out must have the forward's output shape {g.out_shape}, got {go_shape}")
+    needs = _check_needs(needs)
+    act, alpha = _args.activation_spec(activation)
+    limit = im2col.workspace_limit()
+    wplan = _weight_plan(g, dtype, limit) if "weight" in needs else None   # checks the workspace cap
+    kind = kinds["grad_out"]
+
+    s = _interop.resolve_stream(stream, kind, grad_out)
+    dgo = _interop.device_view(grad_out, kind, s)
+    dx = _interop.device_view(x, kinds["x"], s)
+    dw = _interop.device_view(weight, kinds["weight"], s)
+    if act is not None or not _pixels_mergeable(go_shape, dgo):
+        # go · act'(z) into a dense buffer (with no activation: a dense copy of a strided grad_out)
+        z = dgo
+        if act is not None:
+            z = cuda.device_array(g.out_shape, dtype=dtype, stream=s)
+            db = conv._dummy_bias(dtype) if bias is None else _interop.device_view(bias, kinds["bias"], s)
+            conv._launcher(g, dtype, None, bias is not None, None, 0.0)(dx, dw, db, z, s)
+        dense = cuda.device_array(g.out_shape, dtype=dtype, stream=s)
+        epilogue.launch_activation_grad(g.out_shape, dtype, _common.ACT_CODES[act], alpha)(dgo, z, dense, s)
+        dgo = dense
+
+    results = []
+    if "input" in needs:
+        res, dgx = _interop.output(None, None, x_shape, dtype, kind, grad_out, s)
+        _input_grad(g, dtype, dgo, dw, dgx, s)
+        results.append(_interop.result(res, dgx, kind, None, s))
+    else:
+        results.append(None)
+    if "weight" in needs:
+        res, dgw = _interop.output(None, None, w_shape, dtype, kind, grad_out, s)
+        wplan.run(dgo, dx, dgw, kind, grad_out, s)
+        results.append(_interop.result(res, dgw, kind, None, s))
+    else:
+        results.append(None)
+    if "bias" in needs:
+        res, dgb = _interop.output(None, None, (g.K,), dtype, kind, grad_out, s)
+        kback.launch_bias_grad(g.K, dtype)(dgo, dgb, s)
+        results.append(_interop.result(res, dgb, kind, None, s))
+    else:
+        results.append(None)
+    return tuple(results)
+
+
+# ----------------------------------------------------------------------------- transposed convolution
+
+
+def _transpose_geometry(x_shape, w_shape, stride, padding, output_padding, groups, dilation, bias_shape):
+    try:
+        return _transpose_geometry_cached(x_shape, w_shape, _args.hashable(stride), _args.hashable(padding),
+                                          _args.hashable(output_padding), groups, _args.hashable(dilation),
+                                          bias_shape)
+    except TypeError as e:
+        if "unhashable" not in str(e):
+            raise
+        return _args.conv_transpose2d_geometry(x_shape, w_shape, stride, padding, output_padding, groups, dilation,
+                                               bias_shape)
+
+
+@functools.lru_cache(maxsize=1024)
+def _transpose_geometry_cached(*args):
+    return _args.conv_transpose2d_geometry(*args)
+
+
+def gpu_conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
+                         out=None, stream=None):
+    """Transposed convolution of x (N, C_in, H, W) with weight (C_in, C_out/groups, R, S), as
+    F.conv_transpose2d: output (N, C_out, (H−1)·sh − 2·ph + dh·(R−1) + oph + 1, ...). It is the input
+    gradient of a convolution, computed by the same gather kernel; same interop, out= and stream=."""
+    kinds, dtype = _interop.check_operands([("x", x), ("weight", weight), ("bias", bias)])
+    x_shape = _args.shape_of(x, "x", 4)
+    w_shape = _args.shape_of(weight, "weight", 4)
+    bias_shape = None if bias is None else _args.shape_of(bias, "bias", 1)
+    out_shape, g = _transpose_geometry(x_shape, w_shape, stride, padding, output_padding, groups, dilation, bias_shape)
+    kind = kinds["x"]
+    okind = None if out is None else _interop.check_out(out, out_shape, dtype, kind)
+    launch = _data_grad(dtype, g.stride, (g.pads[0], g.pads[2]), g.dilation, g.groups, (0, 0), bias is not None)
+
+    s = _interop.resolve_stream(stream, kind, x)
+    dx = _interop.device_view(x, kind, s)
+    dw = _interop.device_view(weight, kinds["weight"], s)
+    db = dw if bias is None else _interop.device_view(bias, kinds["bias"], s)
+    res, dy = _interop.output(out, okind, out_shape, dtype, kind, x, s)
+    launch(dx, dw, db, dy, s)
+    return _interop.result(res, dy, kind, out, s)
+
+
+def gpu_conv_transpose2d_backward(grad_out, x, weight, stride=1, padding=0, output_padding=0, groups=1, dilation=1,
+                                  needs=NEEDS, *, stream=None):
+    """Gradients of gpu_conv_transpose2d -> (grad_input, grad_weight, grad_bias), None where not needed.
+
+    grad_input is the forward convolution of grad_out with the same weight; grad_weight the
+    convolution's weight gradient with the roles of input and output exchanged (deterministic)."""
+    kinds, dtype = _interop.check_operands([("grad_out", grad_out), ("x", x), ("weight", weight)])
+    x_shape = _args.shape_of(x, "x", 4)
+    w_shape = _args.shape_of(weight, "weight", 4)
+    go_shape = _args.shape_of(grad_out, "grad_out", 4)
+    out_shape, g = _transpose_geometry(x_shape, w_shape, stride, padding, output_padding, groups, dilation, None)
+    if go_shape != out_shape:
+        raise ValueError(f"grad_out must have the forward's output shape {out_shape}, got {go_shape}")
+    needs = _check_needs(needs)
+    wplan = _weight_plan(g, dtype, im2col.workspace_limit()) if "weight" in needs else None
+    kind = kinds["grad_out"]
+
+    s = _interop.resolve_stream(stream, kind, grad_out)
+    dgo = _interop.device_view(grad_out, kind, s)
+    dx = _interop.device_view(x, kinds["x"], s)
+    dw = _interop.device_view(weight, kinds["weight"], s)
+    results = [None, None, None]
+    if "input" in needs:
+        res, dgx = _interop.output(None, None, x_shape, dtype, kind, grad_out, s)
+        conv._launcher(g, dtype, None, False, None, 0.0)(dgo, dw, conv._dummy_bias(dtype), dgx, s)
+        results[0] = _interop.result(res, dgx, kind, None, s)
+    if "weight" in needs:
+        if not _pixels_mergeable(x_shape, dx):
+            dense = cuda.device_array(x_shape, dtype=dtype, stream=s)
+            epilogue.launch_activation_grad(x_shape, dtype, _common.ACT_NONE, 0.0)(dx, dx, dense, s)
+            dx = dense
+        res, dgw = _interop.output(None, None, w_shape, dtype, kind, grad_out, s)
+        wplan.run(dx, dgo, dgw, kind, grad_out, s)      # x plays the convolution's output gradient
+        results[1] = _interop.result(res, dgw, kind, None, s)
+    if "bias" in needs:
+        res, dgb = _interop.output(None, None, (g.C,), dtype, kind, grad_out, s)
+        kback.launch_bias_grad(g.C, dtype)(dgo, dgb, s)
+        results[2] = _interop.result(res, dgb, kind, None, s)
+    return tuple(results)
