@@ -92,8 +92,18 @@ def _arrays_then(ranks, ints, alpha=False):
     return args
 
 
+def _data_grad_args(dtype):
+    from numba import types
+
+    from gpuconv.kernels._common import numba_type
+
+    t = numba_type(dtype)
+    a4 = types.Array(t, 4, "A")
+    return (a4, a4, types.Array(t, 1, "A"), a4) + (types.int64,) * 9 + (types.boolean,)
+
+
 def kernel_specs() -> list[KernelSpec]:
-    from gpuconv.kernels import direct, epilogue, gemm, im2col, pool
+    from gpuconv.kernels import backward, direct, epilogue, gemm, im2col, pool
     from gpuconv.kernels._common import ACT_LEAKY_RELU
 
     return [
@@ -111,6 +121,10 @@ def kernel_specs() -> list[KernelSpec]:
         KernelSpec("col2im", im2col.col2im_kernel, _arrays_then((3, 4), 12), True, 0),
         KernelSpec("fold_padding", im2col.fold_padding_kernel, _arrays_then((4, 4), 3), True, 0),
         KernelSpec("activation", epilogue.activation_kernel, _arrays_then((4,), 1, alpha=True), True, 0),
+        KernelSpec("activation_grad", epilogue.activation_grad_kernel, _arrays_then((4, 4, 4), 1, alpha=True), True,
+                   0),
+        KernelSpec("conv2d_data_grad", backward.data_grad_kernel, _data_grad_args, True, 0),
+        KernelSpec("conv2d_bias_grad", backward.bias_grad_kernel, _arrays_then((4, 1), 0), True, 0),
         KernelSpec("max_pool2d_backward", pool.max_pool2d_backward_kernel, _pool_args("max_backward"), True, 0),
         KernelSpec("avg_pool2d_backward", pool.avg_pool2d_backward_kernel, _pool_args("avg_backward"), True, 0),
     ]
