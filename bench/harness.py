@@ -1,49 +1,38 @@
-"""Check every case against the reference, then (on a GPU) time it against cuDNN in the same run.
+"""Check every case, then (on a GPU) time it against its baseline in the same run.
 
-Method (shared/DESIGN.md): each case is checked first (float64 reference, or cuDNN in float64 where the
-reference would be too slow); timing uses CUDA events after a warm-up, reports median and p20/p80 over
-REPS launches with the input rotated between NBUF copies so L2 does not hold it, and the host wall
-time per call separately. In the CUDA simulator only the parity checks run, at simulator-sized
-shapes, and no timing is printed.
+Method (shared/DESIGN.md): each case is checked first — against the float64 reference, or against
+cuDNN in float64 where the reference would be too slow — and only a case that passed is timed.
+Timing (bench/timing.py) uses CUDA events after a warm-up, median and p20/p80, the L2 flushed before
+each launch, and the host's wall time per call separately. Baselines: cuDNN through PyTorch (TF32
+off, cudnn.benchmark on) for convolutions, PyTorch for pooling, cuBLAS through CuPy for GEMMs, and the
+measured copy bandwidth and fp32 FMA peak. In the CUDA simulator only the checks run, at
+simulator-sized shapes, and no timing exists.
 """
 
 from __future__ import annotations
 
-import json
+import math
 import platform
 import subprocess
-import time
 from datetime import datetime, timezone
 
 import numpy as np
 
 import gpuconv
-from gpuconv import gpu_conv2d
+from gpuconv import gpu_avg_pool2d, gpu_conv2d, gpu_matmul, gpu_max_pool2d
 from gpuconv import reference as ref
-from gpuconv.conv import choose_direct_kernel
-from gpuconv._args import conv2d_geometry
+from gpuconv._args import conv2d_geometry, pool2d_geometry
 
-REPS = 50
-WARMUP = 5
-NBUF = 4
-TOL = {np.float32: 1e-5, np.float64: 1e-12}
+TOL = 1e-5                      # float32, every algorithm here
+REFERENCE_FLOP_LIMIT = 2e9      # above this the float64 reference is too slow; check against cuDNN in float64
+CONV_ALGOS = ("direct", "im2col", "im2col_cublas")
 
 
 def rel_err(out, want):
     out, want = np.asarray(out, np.float64), np.asarray(want, np.float64)
-    if not np.all(np.isfinite(out)):
+    if out.shape != want.shape or not np.all(np.isfinite(out)):
         return float("inf")
     return float(np.linalg.norm(out - want) / max(np.linalg.norm(want), 1e-300))
-
-
-def check_case(case, dtype=np.float32, seed=0):
-    """Relative error of gpu_conv2d against the float64 reference on fresh random data."""
-    rng = np.random.default_rng(seed)
-    x = rng.standard_normal(case.x_shape).astype(dtype)
-    w = rng.standard_normal(case.w_shape).astype(dtype)
-    b = rng.standard_normal(case.K).astype(dtype)
-    kw = dict(stride=case.stride, padding=case.padding, groups=case.groups)
-    return rel_err(gpu_conv2d(x, w, b, **kw), ref.conv2d(x, w, b, **kw))
 
 
 def _git_commit():
@@ -53,94 +42,193 @@ def _git_commit():
         return None
 
 
-def time_case(case, dtype=np.float32):  # pragma: no cover - needs a CUDA device
-    """Median / p20 / p80 milliseconds of gpu_conv2d and of cuDNN (PyTorch, TF32 off), and host µs/call."""
+def metadata(with_device=True):
+    """What the run was on: date, commit, target, versions; on a GPU the device, clocks and baselines."""
+    sim = gpuconv.SIMULATOR
+    meta = dict(date=datetime.now(timezone.utc).isoformat(timespec="seconds"), git_commit=_git_commit(),
+                target="simulator" if sim else "cuda", host=platform.node(), versions=gpuconv._runtime.describe(),
+                mode="parity only (CUDA simulator, simulator-sized shapes, no timings)" if sim else "parity + timing")
+    if not sim and with_device:
+        from . import baselines
+
+        meta["device"] = baselines.device_info()
+        meta["baselines"] = dict(copy=baselines.copy_bandwidth(), fma_peak=baselines.fma_peak())
+    return meta
+
+
+# ----------------------------------------------------------------------------- convolution
+
+
+def _conv_kwargs(case):
+    return dict(stride=case.stride, padding=case.padding, groups=case.groups)
+
+
+def _torch_conv(x, w, case, g):
+    """cuDNN through PyTorch with gpuconv's padding (asymmetric "same" padded explicitly)."""
     import torch
+
+    t, b, l, r = g.pads
+    if t == b and l == r:
+        return torch.nn.functional.conv2d(x, w, None, case.stride, (t, l), 1, case.groups)
+    return torch.nn.functional.conv2d(torch.nn.functional.pad(x, (l, r, t, b)), w, None, case.stride, 0, 1,
+                                      case.groups)
+
+
+def check_conv(case, algo, seed=0):
+    """Relative error of gpu_conv2d(algo) in float32 on fresh random data: against the float64 reference,
+    or (on a GPU, for layers too large for it) against cuDNN in float64."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(case.x_shape).astype(np.float32)
+    w = rng.standard_normal(case.w_shape).astype(np.float32)
+    g = conv2d_geometry(case.x_shape, case.w_shape, case.stride, case.padding, 1, case.groups)
+    if gpuconv.SIMULATOR or g.flops <= REFERENCE_FLOP_LIMIT:
+        return rel_err(gpu_conv2d(x, w, algo=algo, **_conv_kwargs(case)), ref.conv2d(x, w, **_conv_kwargs(case))), \
+            "reference"
+    import torch
+
+    xt, wt = torch.from_numpy(x).cuda(), torch.from_numpy(w).cuda()
+    got = gpu_conv2d(xt, wt, algo=algo, **_conv_kwargs(case)).double().cpu().numpy()
+    want = _torch_conv(xt.double(), wt.double(), case, g).cpu().numpy()
+    return rel_err(got, want), "cudnn_fp64"
+
+
+def time_conv(case, algos, flush):  # pragma: no cover - needs a CUDA device
+    """Per algorithm and for cuDNN: device-time stats, host µs per call, GFLOP/s."""
+    import torch
+
+    from .timing import NBUF, device_time, host_time_us
 
     torch.backends.cudnn.allow_tf32 = False
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.benchmark = True
     g = conv2d_geometry(case.x_shape, case.w_shape, case.stride, case.padding, 1, case.groups)
-    xs = [torch.randn(case.x_shape, device="cuda", dtype=getattr(torch, np.dtype(dtype).name)) for _ in range(NBUF)]
-    w = torch.randn(case.w_shape, device="cuda", dtype=xs[0].dtype)
-    out = torch.empty(g.out_shape, device="cuda", dtype=xs[0].dtype)
-    pads = g.pads
-    pad_same = pads[0] == pads[1] and pads[2] == pads[3]
-
-    def ours(i):
-        gpu_conv2d(xs[i % NBUF], w, None, case.stride, case.padding, 1, case.groups, out=out)
-
-    def cudnn(i):
-        xi = xs[i % NBUF]
-        if not pad_same:
-            xi = torch.nn.functional.pad(xi, (pads[2], pads[3], pads[0], pads[1]))
-        torch.nn.functional.conv2d(xi, w, None, case.stride, (pads[0], pads[2]) if pad_same else 0, 1, case.groups)
-
+    xs = [torch.randn(case.x_shape, device="cuda") for _ in range(NBUF)]
+    w = torch.randn(case.w_shape, device="cuda")
+    out = torch.empty(g.out_shape, device="cuda")
+    fns = {a: (lambda i, a=a: gpu_conv2d(xs[i % NBUF], w, algo=a, out=out, **_conv_kwargs(case))) for a in algos}
+    fns["cudnn"] = lambda i: _torch_conv(xs[i % NBUF], w, case, g)
     res = {}
-    for name, fn in (("gpuconv", ours), ("cudnn", cudnn)):
-        for i in range(WARMUP):
-            fn(i)
-        torch.cuda.synchronize()
-        times = []
-        for i in range(REPS):
-            s, e = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            s.record()
-            fn(i)
-            e.record()
-            e.synchronize()
-            times.append(s.elapsed_time(e))
-        torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        for i in range(REPS):
-            fn(i)
-        host_us = (time.perf_counter() - t0) / REPS * 1e6
-        torch.cuda.synchronize()
-        med = float(np.median(times))
-        res[name] = dict(median_ms=med, p20_ms=float(np.percentile(times, 20)),
-                         p80_ms=float(np.percentile(times, 80)), host_us_per_call=host_us,
-                         gflops=g.flops / (med * 1e-3) / 1e9)
-    res["ratio_to_cudnn"] = res["gpuconv"]["median_ms"] / res["cudnn"]["median_ms"]
+    for name, fn in fns.items():
+        t = device_time(fn, flush)
+        t["host_us_per_call"] = host_time_us(fn)
+        t["gflops"] = g.flops / (t["median_ms"] * 1e-3) / 1e9
+        res[name] = t
+    for a in algos:
+        res[a]["ratio_to_cudnn"] = res[a]["median_ms"] / res["cudnn"]["median_ms"]
     return res
 
 
-def metadata():
-    """What the run was on: date, commit, target, versions (device and driver on a GPU)."""
-    sim = gpuconv.SIMULATOR
-    return dict(
-        date=datetime.now(timezone.utc).isoformat(timespec="seconds"), git_commit=_git_commit(),
-        target="simulator" if sim else "cuda", host=platform.node(), versions=gpuconv._runtime.describe(),
-        mode="parity only (CUDA simulator, simulator-sized shapes, no timings)" if sim else "parity + timing",
-    )
-
-
-def case_row(case):
-    """One case: checked against the reference first, then (on a GPU, if it passed) timed."""
+def conv_row(case, algos, flush=None):
     sim = gpuconv.SIMULATOR
     c = case.scaled() if sim else case
     g = conv2d_geometry(c.x_shape, c.w_shape, c.stride, c.padding, 1, c.groups)
-    row = dict(name=c.name, x=c.x_shape, w=c.w_shape, stride=c.stride, padding=c.padding, groups=c.groups,
-               kernel=choose_direct_kernel(g, np.float32), flops=g.flops)
-    row["rel_err"] = check_case(c)
-    row["passed"] = row["rel_err"] < TOL[np.float32]
-    if not sim and row["passed"]:
-        row["timing"] = time_case(c)
+    row = dict(kind="conv", name=c.name, tags=list(c.tags), x=c.x_shape, w=c.w_shape, stride=c.stride,
+               padding=c.padding, groups=c.groups, flops=g.flops, checks={})
+    for a in algos:
+        err, against = check_conv(c, a)
+        row["checks"][a] = dict(rel_err=err, against=against, passed=err < TOL)
+    row["passed"] = all(v["passed"] for v in row["checks"].values())
+    if not sim:
+        timed = [a for a in algos if row["checks"][a]["passed"]]        # never time a case that failed
+        row["timing"] = time_conv(c, timed, flush)
     return row
 
 
-def write(out_dir, meta, rows) -> str:
-    """results.json under out_dir: the run's metadata and every case's figures."""
-    import os
-
-    os.makedirs(out_dir, exist_ok=True)
-    path = os.path.join(out_dir, "results.json")
-    with open(path, "w") as f:
-        json.dump(dict(meta, cases=rows), f, indent=1, default=str)
-    return path
+# ----------------------------------------------------------------------------- pooling
 
 
-def run(cases, out_dir=None):
-    """Check (and on a GPU, time) each case; returns metadata with the rows, written to out_dir if given."""
-    meta, rows = metadata(), [case_row(c) for c in cases]
-    if out_dir:
-        meta["path"] = write(out_dir, meta, rows)
-    return dict(meta, cases=rows)
+def _pool(case, x):
+    if case.op == "max":
+        return gpu_max_pool2d(x, case.kernel, case.stride, case.padding)
+    return gpu_avg_pool2d(x, case.kernel, case.stride, case.padding)
+
+
+def pool_row(case, flush=None):
+    sim = gpuconv.SIMULATOR
+    c = case.scaled() if sim else case
+    g = pool2d_geometry(c.x_shape, c.kernel, c.stride, c.padding)
+    nbytes = 4 * (int(np.prod(c.x_shape)) + int(np.prod(g.out_shape)))
+    row = dict(kind="pool", name=c.name, op=c.op, x=c.x_shape, kernel=c.kernel, stride=c.stride, padding=c.padding,
+               bytes=nbytes)
+    x = np.random.default_rng(1).standard_normal(c.x_shape).astype(np.float32)
+    want = (ref.max_pool2d if c.op == "max" else ref.avg_pool2d)(x, c.kernel, c.stride, c.padding)
+    err = rel_err(_pool(c, x), want)
+    row["checks"] = {"gpuconv": dict(rel_err=err, against="reference", passed=err < TOL)}
+    row["passed"] = err < TOL
+    if not sim and row["passed"]:  # pragma: no cover - needs a CUDA device
+        import torch
+
+        from .timing import device_time, host_time_us
+
+        xt = torch.from_numpy(x).cuda()
+        out = torch.empty(g.out_shape, device="cuda")
+        f = torch.nn.functional.max_pool2d if c.op == "max" else torch.nn.functional.avg_pool2d
+        fns = {"gpuconv": lambda i: (gpu_max_pool2d if c.op == "max" else gpu_avg_pool2d)(
+                   xt, c.kernel, c.stride, c.padding, out=out),
+               "torch": lambda i: f(xt, c.kernel, c.stride, c.padding)}
+        row["timing"] = {}
+        for name, fn in fns.items():
+            t = device_time(fn, flush)
+            t["host_us_per_call"] = host_time_us(fn)
+            t["gb_per_s"] = nbytes / (t["median_ms"] * 1e-3) / 1e9
+            row["timing"][name] = t
+    return row
+
+
+# ----------------------------------------------------------------------------- GEMM
+
+
+def gemm_row(case, flush=None):
+    sim = gpuconv.SIMULATOR
+    c = case.scaled() if sim else case
+    rng = np.random.default_rng(2)
+    row = dict(kind="gemm", name=c.name, M=c.M, N=c.N, K=c.K, flops=2 * c.M * c.N * c.K)
+    check = c if c.M * c.N * c.K <= 2e8 else c.scaled(512)      # NumPy float64 checks a slice-sized product
+    a = rng.standard_normal((check.M, check.K)).astype(np.float32)
+    b = rng.standard_normal((check.K, check.N)).astype(np.float32)
+    err = rel_err(gpu_matmul(a, b), a.astype(np.float64) @ b.astype(np.float64))
+    row["checks"] = {"gpuconv": dict(rel_err=err, against=f"numpy float64 at {check.M}x{check.N}x{check.K}",
+                                     passed=err < TOL)}
+    row["passed"] = err < TOL
+    if not sim and row["passed"]:  # pragma: no cover - needs a CUDA device
+        import cupy
+
+        from .timing import device_time, host_time_us
+
+        A = cupy.random.standard_normal((c.M, c.K), dtype=cupy.float32)
+        B = cupy.random.standard_normal((c.K, c.N), dtype=cupy.float32)
+        C = cupy.empty((c.M, c.N), dtype=cupy.float32)
+        fns = {"gpuconv": lambda i: gpu_matmul(A, B, out=C), "cublas": lambda i: cupy.matmul(A, B, out=C)}
+        row["timing"] = {}
+        for name, fn in fns.items():
+            t = device_time(fn, flush)
+            t["host_us_per_call"] = host_time_us(fn)
+            t["gflops"] = row["flops"] / (t["median_ms"] * 1e-3) / 1e9
+            row["timing"][name] = t
+        row["timing"]["gpuconv"]["fraction_of_cublas"] = \
+            row["timing"]["cublas"]["median_ms"] / row["timing"]["gpuconv"]["median_ms"]
+    return row
+
+
+# ----------------------------------------------------------------------------- summary
+
+
+def summarize(meta, rows):
+    """Derived figures: % of FMA peak / copy bandwidth per timing, geometric mean of the ratio to cuDNN."""
+    base = meta.get("baselines")
+    if base:
+        peak, bw = base["fma_peak"]["gflops"], base["copy"]["gb_per_s"]
+        for r in rows:
+            for t in r.get("timing", {}).values():
+                if "gflops" in t:
+                    t["pct_fma_peak"] = 100 * t["gflops"] / peak
+                if "gb_per_s" in t:
+                    t["pct_copy_bandwidth"] = 100 * t["gb_per_s"] / bw
+    geo = {}
+    for r in rows:
+        if r["kind"] != "conv" or "standard" not in r.get("tags", ()):
+            continue
+        for algo, t in r.get("timing", {}).items():
+            if "ratio_to_cudnn" in t:
+                geo.setdefault(algo, []).append(math.log(t["ratio_to_cudnn"]))
+    return {a: dict(geomean_ratio_to_cudnn=math.exp(sum(v) / len(v)), layers=len(v)) for a, v in geo.items()}

@@ -74,3 +74,54 @@ SWEEPS = (
     + [ConvCase(f"batch_{n}", n, 64, 56, 56, 64, 3, 3, 1, 1, tags=("batch",)) for n in (1, 16, 64)]
 )
 FULL = STANDARD + SWEEPS
+
+
+@dataclass(frozen=True)
+class PoolCase:
+    name: str
+    op: str                    # "max" or "avg"
+    N: int
+    C: int
+    H: int
+    W: int
+    kernel: int
+    stride: int
+    padding: int = 0
+
+    @property
+    def x_shape(self):
+        return (self.N, self.C, self.H, self.W)
+
+    def scaled(self, max_hw=13, max_c=4, max_n=2):
+        return PoolCase(self.name, self.op, min(self.N, max_n), min(self.C, max_c), min(self.H, max_hw),
+                        min(self.W, max_hw), self.kernel, self.stride, self.padding)
+
+
+POOLS = [
+    PoolCase("resnet_stem_maxpool", "max", 32, 64, 112, 112, 3, 2, 1),
+    PoolCase("vgg_maxpool", "max", 16, 128, 56, 56, 2, 2),
+    PoolCase("avgpool_3x3_s2", "avg", 16, 128, 56, 56, 3, 2, 1),
+    PoolCase("maxpool_large_256MB", "max", 64, 256, 64, 64, 2, 2),          # 268 MB of float32 input
+]
+QUICK_POOLS = POOLS[:1]
+
+
+@dataclass(frozen=True)
+class GemmCase:
+    name: str
+    M: int
+    N: int
+    K: int
+
+    def scaled(self, max_dim=40):
+        return GemmCase(self.name, min(self.M, max_dim), min(self.N, max_dim), min(self.K, max_dim))
+
+
+GEMMS = [
+    GemmCase("sgemm_1024", 1024, 1024, 1024),
+    GemmCase("sgemm_4096", 4096, 4096, 4096),
+    GemmCase("conv_resnet_3x3_14", 256, 16 * 14 * 14, 256 * 9),      # K × (N·P·Q) × (C·R·S) of resnet_3x3_14
+    GemmCase("conv_1x1_256_64", 64, 16 * 56 * 56, 256),
+    GemmCase("conv_resnet_3x3_56", 64, 16 * 56 * 56, 64 * 9),
+]
+QUICK_GEMMS = GEMMS[:1]

@@ -1,4 +1,5 @@
-"""`gpuconv bench` (the README's main job): every case checked; in the simulator, no timings."""
+"""`gpuconv bench` (the README's main job) and `gpuconv report`: every case checked; in the simulator,
+no timings. The report renderer is also driven with timing-shaped rows to check its tables and plots."""
 
 import json
 
@@ -7,17 +8,68 @@ from gpuconv.cli import main
 
 
 def test_bench_checks_and_marks_simulator(tmp_path, capsys):
-    assert main(["bench", "--layers", "latency_b1", "depthwise_3x3", "--out", str(tmp_path)]) == 0
+    assert main(["bench", "--layers", "latency_b1", "depthwise_3x3", "vgg_maxpool", "--algo", "direct", "im2col",
+                 "--out", str(tmp_path)]) == 0
     text = capsys.readouterr().out
-    data = json.loads((tmp_path / "results.json").read_text())
-    assert [c["name"] for c in data["cases"]] == ["latency_b1", "depthwise_3x3"]
-    assert all(c["passed"] and c["rel_err"] < 1e-5 for c in data["cases"])
-    assert "2 passed, 0 failed" in text
+    (results,) = tmp_path.glob("*.json")
+    data = json.loads(results.read_text())
+    assert [c["name"] for c in data["cases"]] == ["latency_b1", "depthwise_3x3", "vgg_maxpool"]
+    for c in data["cases"]:
+        assert c["passed"] and all(v["rel_err"] < 1e-5 for v in c["checks"].values())
+    assert set(data["cases"][0]["checks"]) == {"direct", "im2col"}
+    assert "3 passed, 0 failed" in text
+    report = (tmp_path / "report.md").read_text()
+    assert "| latency_b1 |" in report
     if gpuconv.SIMULATOR:
         assert "No timings" in text and " ms" not in text
         assert all("timing" not in c for c in data["cases"])
+        assert "No timings" in report
+    # gpuconv report re-renders the same report from the saved JSON
+    (tmp_path / "report.md").unlink()
+    assert main(["report", str(results)]) == 0
+    assert (tmp_path / "report.md").read_text() == report
 
 
-def test_bench_rejects_unknown_layer(capsys):
+def test_bench_rejects_unknown_layer_and_algo(capsys):
     assert main(["bench", "--layers", "nope"]) == 2
     assert "unknown layers" in capsys.readouterr().err
+    if gpuconv.SIMULATOR:
+        assert main(["bench", "--algo", "im2col_cublas"]) == 2
+        assert "not available here" in capsys.readouterr().err
+
+
+def test_report_renders_timings_and_plots(tmp_path):
+    """Renderer only: timing-shaped rows (test data, not measurements) give tables, geomean and PNGs."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from bench import harness, report
+
+    def timing(ms, flops):
+        return dict(median_ms=ms, p20_ms=ms * 0.9, p80_ms=ms * 1.1, reps=50, host_us_per_call=12.0,
+                    gflops=flops / (ms * 1e-3) / 1e9)
+
+    rows = []
+    for i, k in enumerate((16, 32, 64)):
+        flops = 2 * 16 * k * 14 * 14 * 256 * 9
+        t = {"direct": timing(1.0 + i, flops), "cudnn": timing(0.5 + i, flops)}
+        t["direct"]["ratio_to_cudnn"] = t["direct"]["median_ms"] / t["cudnn"]["median_ms"]
+        rows.append(dict(kind="conv", name=f"filters_{k}", tags=["filters", "standard"], x=(16, 256, 14, 14),
+                         w=(k, 256, 3, 3), flops=flops, checks={"direct": dict(rel_err=1e-7, passed=True)},
+                         passed=True, timing=t))
+    meta = dict(date="2026-01-01T00:00:00+00:00", git_commit="abc", target="cuda", mode="parity + timing",
+                device=dict(name="Test GPU"),
+                baselines=dict(copy=dict(gb_per_s=1000.0), fma_peak=dict(gflops=10000.0)))
+    results = dict(meta, cases=rows)
+    results["summary"] = harness.summarize(meta, rows)
+    ratios = [r["timing"]["direct"]["ratio_to_cudnn"] for r in rows]
+    expect = (ratios[0] * ratios[1] * ratios[2]) ** (1 / 3)
+    assert abs(results["summary"]["direct"]["geomean_ratio_to_cudnn"] - expect) < 1e-12
+    assert abs(rows[0]["timing"]["direct"]["pct_fma_peak"] - rows[0]["timing"]["direct"]["gflops"] / 100) < 1e-9
+    path = report.render(results, str(tmp_path))
+    text = open(path).read()
+    assert "| filters_16 | 1 |" in text and "Geometric mean" in text
+    assert (tmp_path / "sweep_filters.png").stat().st_size > 1000
+    assert (tmp_path / "roofline.png").stat().st_size > 1000
+    assert report.results_name(results) == "2026-01-01-test-gpu.json"

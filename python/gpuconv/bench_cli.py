@@ -1,62 +1,117 @@
-"""`gpuconv bench`: runs the harness in the checkout's bench/ folder (it is not installed with the package)."""
+"""`gpuconv bench` and `gpuconv report`: run the harness in the checkout's bench/ package (it is not
+installed with the package) and render its results."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
+import json
+import os
 import sys
 from pathlib import Path
 
 import gpuconv
 
 
-def _bench_dir() -> Path:
-    here = Path(__file__).resolve().parents[2] / "bench"
-    if not (here / "harness.py").exists():
+def _bench():
+    root = Path(__file__).resolve().parents[2]
+    if not (root / "bench" / "harness.py").exists():
         raise SystemExit("gpuconv bench runs from a source checkout (bench/ not found next to python/gpuconv)")
-    return here
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    return (importlib.import_module("bench.layers"), importlib.import_module("bench.harness"),
+            importlib.import_module("bench.report"))
 
 
-def _load(name: str):
-    path = _bench_dir() / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"gpuconv_bench_{name}", path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+def _available_algos(harness):
+    if gpuconv.SIMULATOR:
+        return ["direct", "im2col"]            # im2col_cublas needs a device and CuPy
+    try:
+        import cupy  # noqa: F401
+    except ImportError:
+        return ["direct", "im2col"]
+    return list(harness.CONV_ALGOS)
+
+
+def _select(layers, args):
+    if args.full:
+        convs, pools, gemms = layers.FULL, layers.POOLS, layers.GEMMS
+    else:
+        convs, pools, gemms = layers.QUICK, layers.QUICK_POOLS, layers.QUICK_GEMMS
+    if args.layers:
+        every = list(layers.FULL) + list(layers.POOLS) + list(layers.GEMMS)
+        unknown = set(args.layers) - {c.name for c in every}
+        if unknown:
+            raise ValueError(f"unknown layers {sorted(unknown)}")
+        convs = [c for c in layers.FULL if c.name in args.layers]
+        pools = [c for c in layers.POOLS if c.name in args.layers]
+        gemms = [c for c in layers.GEMMS if c.name in args.layers]
+    return convs, pools, gemms
+
+
+def _line(r):
+    checks = "  ".join(f"{a} {v['rel_err']:.1e} {'ok' if v['passed'] else 'FAIL'}" for a, v in r["checks"].items())
+    line = f"{r['kind']:<5} {r['name']:<22} {checks}"
+    for name, t in r.get("timing", {}).items():
+        figure = f"{t['gflops']:.0f} GFLOP/s" if "gflops" in t else f"{t['gb_per_s']:.0f} GB/s"
+        line += f"\n      {name:<14} {t['median_ms']:.3f} ms [{t['p20_ms']:.3f}, {t['p80_ms']:.3f}]  {figure}"
+        if "ratio_to_cudnn" in t:
+            line += f"  ×{t['ratio_to_cudnn']:.2f} of cuDNN's time"
+    return line
 
 
 def main(args) -> int:
-    layers, harness = _load("layers"), _load("harness")
-    cases = layers.FULL if args.full else layers.QUICK
-    if args.layers:
-        unknown = set(args.layers) - {c.name for c in layers.FULL}
-        if unknown:
-            print(f"gpuconv bench: unknown layers {sorted(unknown)}", file=sys.stderr)
-            return 2
-        cases = [c for c in layers.FULL if c.name in args.layers]
-    if args.algo and set(args.algo) - {"direct", "auto"}:
-        print(f"gpuconv bench: only 'direct'/'auto' exist in this version, got {args.algo}", file=sys.stderr)
+    layers, harness, report = _bench()
+    try:
+        convs, pools, gemms = _select(layers, args)
+    except ValueError as e:
+        print(f"gpuconv bench: {e}", file=sys.stderr)
+        return 2
+    available = _available_algos(harness)
+    algos = args.algo or available
+    missing = [a for a in algos if a not in available]
+    if missing:
+        print(f"gpuconv bench: {missing} not available here (available: {available})", file=sys.stderr)
         return 2
     if gpuconv.SIMULATOR:
         print("No CUDA device: running the parity checks in Numba's CUDA simulator at simulator-sized shapes.\n"
               "No timings are measured or printed.")
-    try:
-        from rich.progress import track
-    except ImportError:
-        track = None
+    from rich.progress import Progress
+
     meta = harness.metadata()
-    it = track(cases, description="checking" if gpuconv.SIMULATOR else "checking + timing") if track else cases
-    rows = [harness.case_row(case) for case in it]
-    failed = [r for r in rows if not r["passed"]]
+    flush = None
+    if not gpuconv.SIMULATOR:  # pragma: no cover - needs a CUDA device
+        from bench.timing import L2Flusher
+
+        flush = L2Flusher()
+    jobs = ([(c.name, lambda c=c: harness.conv_row(c, algos, flush)) for c in convs]
+            + [(c.name, lambda c=c: harness.pool_row(c, flush)) for c in pools]
+            + [(c.name, lambda c=c: harness.gemm_row(c, flush)) for c in gemms])
+    rows = []
+    with Progress(transient=True) as progress:
+        task = progress.add_task("checking" if gpuconv.SIMULATOR else "checking + timing", total=len(jobs))
+        for name, job in jobs:
+            progress.update(task, description=name)
+            rows.append(job())
+            progress.advance(task)
+    results = dict(meta, cases=rows)
+    results["summary"] = harness.summarize(meta, rows)
     for r in rows:
-        line = (f"{r['name']:<18} x={'x'.join(map(str, r['x'])):<16} w={'x'.join(map(str, r['w'])):<14} "
-                f"kernel={r['kernel']:<10} rel_err={r['rel_err']:.2e} {'ok' if r['passed'] else 'FAIL'}")
-        if "timing" in r:
-            t = r["timing"]
-            line += (f"  {t['gpuconv']['median_ms']:.3f} ms ({t['gpuconv']['gflops']:.0f} GFLOP/s)"
-                     f"  cuDNN {t['cudnn']['median_ms']:.3f} ms  ratio {t['ratio_to_cudnn']:.2f}")
-        print(line)
+        print(_line(r))
+    for algo, v in results["summary"].items():
+        print(f"{algo}: geometric mean of time / cuDNN time over {v['layers']} standard layers: "
+              f"{v['geomean_ratio_to_cudnn']:.2f}")
     if args.out:
-        print(f"results written to {harness.write(args.out, meta, rows)}")
+        print(f"results: {report.write_json(results, args.out)}")
+        print(f"report:  {report.render(results, args.out)}")
+    failed = [r for r in rows if not r["passed"]]
     print(f"{len(rows) - len(failed)} passed, {len(failed)} failed")
     return 1 if failed else 0
+
+
+def report_main(args) -> int:
+    _, _, report = _bench()
+    with open(args.results) as f:
+        results = json.load(f)
+    out = args.out or os.path.dirname(os.path.abspath(args.results))
+    print(f"report: {report.render(results, out)}")
+    return 0

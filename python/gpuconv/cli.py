@@ -1,4 +1,4 @@
-"""The `gpuconv` command: info, shape, kernels (static kernel report), bench (parity / benchmark)."""
+"""The `gpuconv` command: info, shape, kernels (static kernel report), bench (parity / benchmark), report."""
 
 from __future__ import annotations
 
@@ -46,6 +46,12 @@ def _cmd_bench(args) -> int:
     return bench_cli.main(args)
 
 
+def _cmd_report(args) -> int:
+    from . import bench_cli
+
+    return bench_cli.report_main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .shapes import LAYER_GRAMMAR
 
@@ -75,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     bp.add_argument("--layers", nargs="+", default=None, help="only these layer names")
     bp.add_argument("--out", default=None, help="folder for results JSON and the report")
     bp.set_defaults(func=_cmd_bench)
+
+    rp = sub.add_parser("report", help="re-render the Markdown report and plots of saved results")
+    rp.add_argument("results", help="a results JSON written by gpuconv bench --out")
+    rp.add_argument("--out", default=None, help="folder for report.md and plots (default: the JSON's folder)")
+    rp.set_defaults(func=_cmd_report)
     return p
 
 
