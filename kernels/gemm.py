@@ -16,6 +16,8 @@ Stores, made by the factory's `store` argument (one compiled kernel each):
 - "nchw": C is a convolution output y (N, K, P, Q) and the batch runs over (image, group), group
   fastest, with A's batch the groups: product g writes image img0 + g // groups, channels
   (g % groups)·M + m, and its column n is pixel pix0 + n of that image (p = · // Q, q = · % Q).
+With `implicit`, B is the convolution's input x and each B tile is gathered straight from it in
+im2col's layout (padding applied as it is read): implicit GEMM, with no column matrix in memory.
 The epilogue adds a bias (per row, i.e. per output channel; or per column, for dense layers), applies
 a fused activation, and either writes or adds to C (accumulate: a split reduction in a fixed order).
 All of it is compile-time configuration: one kernel per (dtype, store, bias, activation, accumulate).
@@ -26,7 +28,7 @@ import functools
 import numpy as np
 from numba import cuda, int64
 
-from ._common import ACT_LEAKY_RELU, ACT_NONE, ACT_RELU, epilogue, numba_type
+from ._common import ACT_LEAKY_RELU, ACT_NONE, ACT_RELU, epilogue, numba_type, source_index
 
 # Tile of C per block (BM×BN) and the K depth staged per step (BK), per dtype, with 16×16 threads.
 # float32: 128×128×8, an 8×8 register block per thread (the classic SGEMM shape): 64 accumulators and
@@ -56,8 +58,46 @@ def tile(dtype):
 
 
 @functools.cache
-def gemm_kernel(dtype, store, bias_mode=BIAS_NONE, act=ACT_NONE, accumulate=False):
-    """The GEMM kernel for one dtype, store layout and epilogue (see the module docstring).
+def _b_loaders(dtype):
+    """load(B, g, kk, n, K, N, groups, img0, pix0, Q, conv): element (kk, n) of product g's B operand, or 0
+    past its edge. `matrix`: B is (batch, K, N). `implicit`: B is the input x (N, C, H, W) and the
+    element is im2col's column entry, gathered on the fly (row kk = (c, r, s) of g's group, column n =
+    pixel pix0 + n of image img0 + g // groups), padded by the mode in conv = (R, S, sh, sw, pt, pl, dh,
+    dw, mode)."""
+    ZERO = np.dtype(dtype).type(0)
+
+    @cuda.jit(device=True, inline=True)
+    def matrix(B, g, kk, n, K, N, groups, img0, pix0, Q, conv):
+        if kk < K and n < N:
+            return B[g % B.shape[0], kk, n]
+        return ZERO
+
+    @cuda.jit(device=True, inline=True)
+    def implicit(B, g, kk, n, K, N, groups, img0, pix0, Q, conv):
+        if kk < K and n < N:
+            R = conv[0]
+            S = conv[1]
+            s = kk % S
+            t = kk // S
+            r = t % R
+            c = (g % groups) * (K // (R * S)) + t // R
+            pix = pix0 + n
+            p = pix // Q
+            q = pix - p * Q
+            hs = source_index(p * conv[2] - conv[4] + r * conv[6], B.shape[2], conv[8])
+            ws = source_index(q * conv[3] - conv[5] + s * conv[7], B.shape[3], conv[8])
+            if hs >= 0 and ws >= 0:
+                return B[img0 + g // groups, c, hs, ws]
+        return ZERO
+
+    return matrix, implicit
+
+
+@functools.cache
+def gemm_kernel(dtype, store, bias_mode=BIAS_NONE, act=ACT_NONE, accumulate=False, implicit=False):
+    """The GEMM kernel for one dtype, store layout and epilogue (see the module docstring); with
+    `implicit`, B is the convolution input and its tiles are gathered as im2col would lay them out
+    (implicit GEMM: the column matrix is never written).
 
     The epilogue's options are compile-time constants: with them folded, NVVM unrolls the epilogue
     loops and the TM×TN accumulators stay in registers (a runtime switch over five activations makes
@@ -70,6 +110,9 @@ def gemm_kernel(dtype, store, bias_mode=BIAS_NONE, act=ACT_NONE, accumulate=Fals
     ZERO = np.dtype(dtype).type(0)
     apply = epilogue(dtype)
     NCHW = store == "nchw"
+    if implicit and not NCHW:
+        raise ValueError("implicit GEMM stores into an NCHW output (store='nchw')")
+    load_b = _b_loaders(dtype)[1 if implicit else 0]
     BM, BN, BK = tile(dtype)
     TM = BM // THREADS_Y            # register block: TM rows × TN columns per thread
     TN = BN // THREADS_X
@@ -83,7 +126,8 @@ def gemm_kernel(dtype, store, bias_mode=BIAS_NONE, act=ACT_NONE, accumulate=Fals
              M, N, K,                         # the product's extents (per batch)
              a_k_contig, b_n_contig,          # which axis of A / B is contiguous (tile-load order)
              img0, pix0,                      # "nchw": first image and first pixel of this chunk
-             alpha):                          # the activation's parameter
+             alpha,                           # the activation's parameter
+             conv):                           # implicit: (R, S, sh, sw, pt, pl, dh, dw, mode)
         As = cuda.shared.array((2, BK, AS_COLS), dtype=T)
         Bs = cuda.shared.array((2, BK, BS_COLS), dtype=T)
         acc = cuda.local.array((TM, TN), dtype=T)
@@ -97,7 +141,8 @@ def gemm_kernel(dtype, store, bias_mode=BIAS_NONE, act=ACT_NONE, accumulate=Fals
         tid = ty * THREADS_X + tx
         g = cuda.blockIdx.z
         ga = g % A.shape[0]             # a batch of 1 is broadcast; "nchw": A's batch is the groups
-        gb = g % B.shape[0]
+        groups = A.shape[0]
+        Q = C.shape[C.ndim - 1]
         m0 = int64(cuda.blockIdx.y) * BM
         n0 = int64(cuda.blockIdx.x) * BN
 
@@ -116,7 +161,7 @@ def gemm_kernel(dtype, store, bias_mode=BIAS_NONE, act=ACT_NONE, accumulate=Fals
             e = tid + r * THREADS
             kk = e // BN if b_n_contig else e % BK
             nn = e % BN if b_n_contig else e // BK
-            rb[r] = B[gb, kk, n0 + nn] if kk < K and n0 + nn < N else ZERO
+            rb[r] = load_b(B, g, kk, n0 + nn, K, N, groups, img0, pix0, Q, conv)
 
         for step in range(steps):
             buf = step % 2
@@ -143,7 +188,7 @@ def gemm_kernel(dtype, store, bias_mode=BIAS_NONE, act=ACT_NONE, accumulate=Fals
                     e = tid + r * THREADS
                     kk = k0 + (e // BN if b_n_contig else e % BK)
                     nn = e % BN if b_n_contig else e // BK
-                    rb[r] = B[gb, kk, n0 + nn] if kk < K and n0 + nn < N else ZERO
+                    rb[r] = load_b(B, g, kk, n0 + nn, K, N, groups, img0, pix0, Q, conv)
             for kk in range(BK):
                 for i in range(TM):
                     fa[i] = As[buf, kk, ty + i * THREADS_Y]
@@ -194,17 +239,19 @@ def contiguous_axis_is_last(a) -> bool:
 
 
 def launch_gemm(dtype, store, M, N, K, batch, a_k_contig, b_n_contig, bias_mode=BIAS_NONE, act=ACT_NONE,
-                alpha=0.0, accumulate=False):
-    """A launch closure for fixed extents and epilogue: launch(A, B, C, bias, img0, pix0, stream)."""
+                alpha=0.0, accumulate=False, conv=None):
+    """A launch closure for fixed extents and epilogue: launch(A, B, C, bias, img0, pix0, stream).
+    conv = (R, S, sh, sw, pt, pl, dh, dw, mode) makes it an implicit GEMM with B the convolution input."""
     # Launch plan: grid (ceil(N / BN), ceil(M / BM), batch) of 16×16-thread blocks, one BM×BN tile of C
     # per block; each thread keeps its TM×TN block of C in registers over the whole K loop.
-    kernel = gemm_kernel(dtype, store, bias_mode, act, accumulate)
+    kernel = gemm_kernel(dtype, store, bias_mode, act, accumulate, conv is not None)
+    conv = tuple(int(v) for v in conv) if conv is not None else (0,) * 9
     BM, BN, _ = tile(dtype)
     grid = (-(-N // BN), -(-M // BM), batch)
     block = (THREADS_X, THREADS_Y)
     alpha = np.dtype(dtype).type(alpha)
 
     def launch(A, B, C, bias, img0, pix0, stream):
-        kernel[grid, block, stream](A, B, C, bias, M, N, K, a_k_contig, b_n_contig, img0, pix0, alpha)
+        kernel[grid, block, stream](A, B, C, bias, M, N, K, a_k_contig, b_n_contig, img0, pix0, alpha, conv)
 
     return launch

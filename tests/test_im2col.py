@@ -1,5 +1,5 @@
-"""im2col / col2im kernels against the reference, gpu_conv2d(algo="im2col") over the direct grid, and
-the workspace cap."""
+"""im2col / col2im kernels against the reference, gpu_conv2d(algo="im2col" and "implicit_gemm") over the
+direct grid, and the workspace cap."""
 
 import numpy as np
 import pytest
@@ -70,23 +70,25 @@ def test_col2im_kernel(rng, xs, ws, kw, dtype):
     assert rel_err(gx.copy_to_host(), want) < TOL[dtype]
 
 
+@pytest.mark.parametrize("algo", ["im2col", "implicit_gemm"])
 @pytest.mark.parametrize("i", range(len(GRID)))
-def test_conv_im2col_parity(rng, i):
+def test_conv_gemm_parity(rng, i, algo):
     xs, ws, kw = GRID[i]
     for dtype, act in ((np.float32, "relu"), (np.float64, None))[:2 if i % 3 == 0 else 1]:
         x = rng.standard_normal(xs).astype(dtype)
         w = rng.standard_normal(ws).astype(dtype)
         b = rng.standard_normal(ws[0]).astype(dtype)
-        got = run_poisoned(x, w, b, algo="im2col", activation=act, **kw)
+        got = run_poisoned(x, w, b, algo=algo, activation=act, **kw)
         assert rel_err(got, ref.conv2d(x, w, b, activation=act, **kw)) < TOL[dtype]
 
 
+@pytest.mark.parametrize("algo", ["im2col", "implicit_gemm"])
 @pytest.mark.parametrize("act", [("leaky_relu", 0.2), "sigmoid", "tanh", ("elu", 0.5)])
-def test_conv_im2col_activations(rng, act):
+def test_conv_gemm_activations(rng, act, algo):
     x = rng.standard_normal((2, 3, 6, 7)).astype(np.float32)
     w = rng.standard_normal((5, 3, 3, 3)).astype(np.float32)
     b = rng.standard_normal(5).astype(np.float32)
-    got = run_poisoned(x, w, b, algo="im2col", activation=act, padding=1)
+    got = run_poisoned(x, w, b, algo=algo, activation=act, padding=1)
     assert rel_err(got, ref.conv2d(x, w, b, activation=act, padding=1)) < 1e-5
 
 

@@ -9,9 +9,10 @@ from numba import cuda
 
 from gpuconv.kernels import _common, direct
 
-from . import _args, _interop, im2col
+from . import _args, _interop, im2col, winograd
 
-ALGOS = ("auto", "direct", "im2col", "im2col_cublas")
+ALGOS = ("auto", "direct", "im2col", "im2col_cublas", "implicit_gemm", "winograd", "winograd_2x2")
+GEMM_ALGOS = ("im2col", "im2col_cublas", "implicit_gemm", "winograd", "winograd_2x2")
 _DIRECT_KERNELS = {
     "general": direct.launch_conv2d_general,
     "tiled": direct.launch_conv2d_tiled,
@@ -61,7 +62,10 @@ def gpu_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
         ("elu", alpha), fused with the bias into the kernel's epilogue;
     algo: "direct" (dispatch picks the depthwise, tiled or general kernel), "im2col" (columns + our
         tiled GEMM, workspace capped by gpuconv.set_workspace_limit), "im2col_cublas" (columns +
-        cuBLAS through CuPy, for comparison; needs a device and CuPy), "auto" (direct, this version);
+        cuBLAS through CuPy, for comparison; needs a device and CuPy), "implicit_gemm" (our GEMM with
+        the columns gathered from x tile by tile: no workspace), "winograd" / "winograd_2x2"
+        (F(4×4, 3×3) / F(2×2, 3×3) for 3×3 stride-1 dilation-1 ungrouped layers), "auto" (direct, this
+        version);
     out: an array of the result's shape, dtype and side to write into;
     stream: a Numba, CuPy or PyTorch stream (default: the current stream of the input's library).
 
@@ -87,7 +91,12 @@ def gpu_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
         raise ValueError(f"_kernel must be one of {', '.join(_DIRECT_KERNELS)}, got {_kernel!r}")
     kind = kinds["x"]
     okind = None if out is None else _interop.check_out(out, g.out_shape, dtype, kind)
-    if algo.startswith("im2col"):
+    if algo in winograd.ALGOS:
+        plan = winograd.plan(g, dtype, winograd.ALGOS[algo], bias is not None, _common.ACT_CODES[act], alpha,
+                             im2col.workspace_limit())
+    elif algo == "implicit_gemm":
+        plan = im2col.implicit_plan(g, dtype, bias is not None, _common.ACT_CODES[act], alpha)
+    elif algo.startswith("im2col"):
         if algo == "im2col_cublas":
             im2col.check_cublas()
         plan = im2col.plan(g, dtype, bias is not None, _common.ACT_CODES[act], alpha, im2col.workspace_limit(),
@@ -97,12 +106,12 @@ def gpu_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
 
     s = _interop.resolve_stream(stream, kind, x)
     dw = _interop.device_view(weight, kinds["weight"], s)
-    if algo.startswith("im2col"):  # device weights are views (no allocation yet); host copies always pass
+    if algo in GEMM_ALGOS:  # device weights are views (no allocation yet); host copies always pass
         im2col.weight_strides(dw.shape, dw.strides, g)
     dx = _interop.device_view(x, kind, s)
     db = _dummy_bias(dtype) if bias is None else _interop.device_view(bias, kinds["bias"], s)
     res, dy = _interop.output(out, okind, g.out_shape, dtype, kind, x, s)
-    if algo.startswith("im2col"):
+    if algo in GEMM_ALGOS:
         plan.run(dx, dw, db, dy, kind, x, s)
     else:
         launch(dx, dw, db, dy, s)

@@ -1,4 +1,5 @@
-"""gpu_conv2d's im2col algorithms: unfold the input into columns, then one batched GEMM per chunk.
+"""gpu_conv2d's GEMM algorithms: unfold the input into columns, then one batched GEMM per chunk
+(im2col), or gather the columns' tiles inside the GEMM (implicit_gemm).
 
 algo="im2col" multiplies with our GEMM (gpuconv.kernels.gemm), writing straight into the NCHW output
 with the bias and (relu / leaky_relu) activation fused; algo="im2col_cublas" multiplies with CuPy's
@@ -59,7 +60,7 @@ def weight_strides(w_shape, w_strides, g):
     """Byte strides of weight viewed as (groups, K/groups, C/groups·R·S); ValueError if not viewable."""
     merged = _interop.merged_strides(w_shape[1:], w_strides[1:])
     if merged is None:
-        raise ValueError(f"algo='im2col' needs weight {tuple(w_shape)} with contiguous (C/groups, R, S) axes, "
+        raise ValueError(f"the GEMM algorithms need weight {tuple(w_shape)} with contiguous (C/groups, R, S) axes, "
                          f"got strides {tuple(w_strides)}")
     kg = g.K // g.groups
     return (kg * w_strides[0], w_strides[0], merged)
@@ -126,6 +127,41 @@ class Im2colPlan:
 @functools.lru_cache(maxsize=1024)
 def plan(g, dtype, has_bias, act, alpha, limit, cublas):
     return Im2colPlan(g, dtype, has_bias, act, alpha, limit, cublas)
+
+
+class ImplicitGemmPlan:
+    """algo="implicit_gemm": the same GEMM with its B tiles gathered from x (no workspace). The batch
+    runs over (image, group); the grid's z extent (65535) bounds the images per launch."""
+
+    def __init__(self, g, dtype, has_bias, act, alpha):
+        self.g, self.dtype = g, np.dtype(dtype)
+        self.crs_g = g.C // g.groups * g.R * g.S
+        self.k_g = g.K // g.groups
+        self.images = max(1, min(g.N, 65535 // g.groups))
+        fused = act in kgemm.FUSED_ACTS
+        t, _, l, _ = g.pads
+        conv = (g.R, g.S, g.stride[0], g.stride[1], t, l, g.dilation[0], g.dilation[1],
+                _common.PAD_CODES[g.padding_mode])
+        bias_mode = kgemm.BIAS_ROW if has_bias else kgemm.BIAS_NONE
+        self.gemms = {nb: kgemm.launch_gemm(dtype, "nchw", self.k_g, g.P * g.Q, self.crs_g, nb * g.groups, True, True,
+                                            bias_mode, act if fused else _common.ACT_NONE, alpha, conv=conv)
+                      for nb in {self.images, g.N % self.images or self.images}}
+        late = None if fused or act == _common.ACT_NONE else act
+        self.late = None if late is None else epilogue.launch_activation(g.out_shape, dtype, late, alpha)
+
+    def run(self, dx, dw, db, dy, kind, like, s):
+        g = self.g
+        A = _interop.strided_view(dw, (g.groups, self.k_g, self.crs_g), weight_strides(dw.shape, dw.strides, g))
+        for img0 in range(0, g.N, self.images):
+            nb = min(self.images, g.N - img0)
+            self.gemms[nb](A, dx, dy, db, img0, 0, s)
+        if self.late is not None:
+            self.late(dy, s)
+
+
+@functools.lru_cache(maxsize=1024)
+def implicit_plan(g, dtype, has_bias, act, alpha):
+    return ImplicitGemmPlan(g, dtype, has_bias, act, alpha)
 
 
 def check_cublas():

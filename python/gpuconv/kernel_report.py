@@ -67,7 +67,7 @@ def _pool_args(kind):
     return args
 
 
-def _gemm_args(store):
+def _gemm_args(store, implicit=False):
     def args(dtype):
         from numba import types
 
@@ -75,8 +75,9 @@ def _gemm_args(store):
 
         t = numba_type(dtype)
         c = types.Array(t, 4 if store == "nchw" else 3, "A")
-        return (types.Array(t, 3, "A"), types.Array(t, 3, "A"), c, types.Array(t, 1, "C")) + \
-            (types.int64,) * 3 + (types.boolean,) * 2 + (types.int64, types.int64, t)
+        b = types.Array(t, 4 if implicit else 3, "A")
+        return (types.Array(t, 3, "A"), b, c, types.Array(t, 1, "C")) + \
+            (types.int64,) * 3 + (types.boolean,) * 2 + (types.int64, types.int64, t, types.UniTuple(types.int64, 9))
     return args
 
 
@@ -102,9 +103,19 @@ def _data_grad_args(dtype):
     return (a4, a4, types.Array(t, 1, "A"), a4) + (types.int64,) * 9 + (types.boolean,)
 
 
+def _wino_output_args(dtype):
+    from numba import types
+
+    from gpuconv.kernels._common import numba_type
+
+    t = numba_type(dtype)
+    return (types.Array(t, 3, "A"), types.Array(t, 4, "A"), types.Array(t, 1, "A")) + (types.int64,) * 3 + \
+        (types.boolean, types.int64, t)
+
+
 def kernel_specs() -> list[KernelSpec]:
-    from gpuconv.kernels import backward, direct, epilogue, gemm, im2col, pool
-    from gpuconv.kernels._common import ACT_LEAKY_RELU
+    from gpuconv.kernels import backward, direct, epilogue, gemm, im2col, pool, winograd
+    from gpuconv.kernels._common import ACT_LEAKY_RELU, ACT_RELU
 
     return [
         KernelSpec("conv2d_general", direct.conv2d_general_kernel, _conv_args(0), True, 0),
@@ -117,6 +128,16 @@ def kernel_specs() -> list[KernelSpec]:
         KernelSpec("gemm_nchw_bias_leaky_acc", functools.partial(
             gemm.gemm_kernel, store="nchw", bias_mode=gemm.BIAS_ROW, act=ACT_LEAKY_RELU, accumulate=True),
             _gemm_args("nchw"), True, 0),
+        KernelSpec("implicit_gemm_bias_relu", functools.partial(
+            gemm.gemm_kernel, store="nchw", bias_mode=gemm.BIAS_ROW, act=ACT_RELU, implicit=True),
+            _gemm_args("nchw", implicit=True), True, 0),
+        *[spec for m in winograd.TILE_SIZES for spec in (
+            KernelSpec(f"winograd{m}_filter", functools.partial(winograd.filter_transform_kernel, m=m),
+                       _arrays_then((4, 3), 0), True, 0),
+            KernelSpec(f"winograd{m}_input", functools.partial(winograd.input_transform_kernel, m=m),
+                       _arrays_then((4, 3), 6), True, 0),
+            KernelSpec(f"winograd{m}_output", functools.partial(winograd.output_transform_kernel, m=m),
+                       _wino_output_args, True, 0))],
         KernelSpec("im2col", im2col.im2col_kernel, _arrays_then((4, 3), 12), True, 0),
         KernelSpec("col2im", im2col.col2im_kernel, _arrays_then((3, 4), 12), True, 0),
         KernelSpec("fold_padding", im2col.fold_padding_kernel, _arrays_then((4, 4), 3), True, 0),

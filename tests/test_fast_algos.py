@@ -1,0 +1,80 @@
+"""algo="implicit_gemm" is covered with im2col in test_im2col.py; here Winograd F(2×2, 3×3) and
+F(4×4, 3×3) over the eligible cases of the forward grid, every padding form and mode, and refusals."""
+
+import numpy as np
+import pytest
+
+import gpuconv
+from conftest import rel_err
+from gpuconv import gpu_conv2d
+from gpuconv import reference as ref
+from gpuconv._args import conv2d_geometry
+from gpuconv import winograd
+from test_conv2d import GRID, run_poisoned
+
+WINO_TOL = {np.float32: 1e-4, np.float64: 1e-12}     # DESIGN: Winograd's float32 bound is 1e-4
+
+
+def eligible(xs, ws, kw):
+    g = conv2d_geometry(xs, ws, kw.get("stride", 1), kw.get("padding", 0), kw.get("dilation", 1), kw.get("groups", 1),
+                        kw.get("padding_mode", "zeros"))
+    return winograd.ineligible(g) is None
+
+
+WINO_GRID = [c for c in GRID if eligible(*c)] + [
+    ((2, 5, 9, 11), (6, 5, 3, 3), dict(padding=(0, 2, 1, 0))),
+    ((1, 3, 8, 7), (4, 3, 3, 3), dict(padding=2, padding_mode="reflect")),
+    ((1, 2, 6, 9), (3, 2, 3, 3), dict(padding="same", padding_mode="replicate")),
+    ((1, 2, 7, 6), (2, 2, 3, 3), dict(padding=(1, 2), padding_mode="circular")),
+]
+
+
+@pytest.mark.parametrize("algo", ["winograd_2x2", "winograd"])
+@pytest.mark.parametrize("i", range(len(WINO_GRID)))
+def test_winograd_parity(rng, algo, i):
+    """One dtype per case, alternating (the simulator runs a² batched GEMMs per call in Python)."""
+    xs, ws, kw = WINO_GRID[i]
+    for dtype, act in [((np.float32, "relu"), (np.float64, "tanh"))[i % 2]]:
+        x = rng.standard_normal(xs).astype(dtype)
+        w = rng.standard_normal(ws).astype(dtype)
+        b = rng.standard_normal(ws[0]).astype(dtype)
+        got = run_poisoned(x, w, b, algo=algo, activation=act, **kw)
+        err = rel_err(got, ref.conv2d(x, w, b, activation=act, **kw))
+        assert err < WINO_TOL[dtype], f"{algo} {dtype.__name__}: {err:.2e}"
+
+
+def test_winograd_chunks_under_the_workspace_limit(rng):
+    x = rng.standard_normal((2, 2, 6, 6)).astype(np.float64)
+    w = rng.standard_normal((3, 2, 3, 3)).astype(np.float64)
+    # F(2×2): 16·(2 + 3)·9 tiles·8 B = 5760 B per image, U = 16·3·2·8 B = 768 B: room for one image
+    old = gpuconv.set_workspace_limit(768 + 5760 + 100)
+    try:
+        p = winograd.plan(conv2d_geometry(x.shape, w.shape, padding=1), np.dtype(np.float64), 2, False, 0, 0.0,
+                          gpuconv.workspace_limit())
+        assert p.images == 1
+        got = gpu_conv2d(x, w, padding=1, algo="winograd_2x2")
+    finally:
+        gpuconv.set_workspace_limit(old)
+    assert rel_err(got, ref.conv2d(x, w, padding=1)) < 1e-12
+
+
+@pytest.mark.parametrize("ws, kw, why", [
+    ((2, 2, 5, 5), dict(padding=2), "3×3 kernel"),
+    ((2, 2, 3, 3), dict(stride=2), "stride 1"),
+    ((2, 2, 3, 3), dict(dilation=2), "dilation 1"),
+    ((2, 1, 3, 3), dict(groups=2), "groups=1"),
+])
+def test_winograd_refuses_ineligible(ws, kw, why):
+    x = np.zeros((1, 2, 8, 8), np.float32)
+    with pytest.raises(ValueError, match=why):
+        gpu_conv2d(x, np.zeros(ws, np.float32), algo="winograd", **kw)
+
+
+def test_winograd_workspace_error():
+    old = gpuconv.set_workspace_limit(1000)
+    try:
+        with pytest.raises(ValueError, match="Winograd workspace"):
+            gpu_conv2d(np.zeros((1, 4, 16, 16), np.float32), np.zeros((4, 4, 3, 3), np.float32), padding=1,
+                       algo="winograd")
+    finally:
+        gpuconv.set_workspace_limit(old)
