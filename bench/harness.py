@@ -21,11 +21,12 @@ import numpy as np
 import gpuconv
 from gpuconv import gpu_avg_pool2d, gpu_conv2d, gpu_matmul, gpu_max_pool2d
 from gpuconv import reference as ref
+from gpuconv import winograd
 from gpuconv._args import conv2d_geometry, pool2d_geometry
 
 TOL = 1e-5                      # float32, every algorithm here
 REFERENCE_FLOP_LIMIT = 2e9      # above this the float64 reference is too slow; check against cuDNN in float64
-CONV_ALGOS = ("direct", "im2col", "im2col_cublas")
+CONV_ALGOS = ("direct", "im2col", "implicit_gemm", "winograd", "winograd_2x2", "im2col_cublas", "auto")
 
 
 def rel_err(out, want):
@@ -122,6 +123,7 @@ def conv_row(case, algos, flush=None):
     sim = gpuconv.SIMULATOR
     c = case.scaled() if sim else case
     g = conv2d_geometry(c.x_shape, c.w_shape, c.stride, c.padding, 1, c.groups)
+    algos = [a for a in algos if not (a.startswith("winograd") and winograd.ineligible(g))]
     row = dict(kind="conv", name=c.name, tags=list(c.tags), x=c.x_shape, w=c.w_shape, stride=c.stride,
                padding=c.padding, groups=c.groups, flops=g.flops, checks={})
     for a in algos:

@@ -31,6 +31,12 @@ def _fmt(v, spec=".3g"):
     return "—" if v is None else format(v, spec)
 
 
+def _check_cell(check):
+    if check is None:
+        return "n/a"                                 # not eligible for this layer (e.g. Winograd on 1×1)
+    return f"{check['rel_err']:.1e} {'ok' if check['passed'] else 'FAIL'}"
+
+
 def _conv_algos(rows):
     return sorted({a for r in rows if r["kind"] == "conv" for a in r["checks"]})
 
@@ -75,8 +81,7 @@ def markdown(results) -> str:
                 "|" + "---|" * (3 + len(algos))]
         for r in conv:
             out.append(f"| {r['name']} | {'×'.join(map(str, r['x']))} | {'×'.join(map(str, r['w']))} | " +
-                       " | ".join(f"{_fmt(r['checks'][a]['rel_err'], '.1e')} {'ok' if r['checks'][a]['passed'] else 'FAIL'}"
-                                  for a in algos) + " |")
+                       " | ".join(_check_cell(r["checks"].get(a)) for a in algos) + " |")
     for kind, title, base_name, unit in (("pool", "Pooling", "torch", "gb_per_s"), ("gemm", "GEMM", "cublas", "gflops")):
         sel = [r for r in rows if r["kind"] == kind]
         if not sel:

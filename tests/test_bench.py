@@ -3,6 +3,8 @@ no timings. The report renderer is also driven with timing-shaped rows to check 
 
 import json
 
+import pytest
+
 import gpuconv
 from gpuconv.cli import main
 
@@ -73,3 +75,14 @@ def test_report_renders_timings_and_plots(tmp_path):
     assert (tmp_path / "sweep_filters.png").stat().st_size > 1000
     assert (tmp_path / "roofline.png").stat().st_size > 1000
     assert report.results_name(results) == "2026-01-01-test-gpu.json"
+
+
+def test_tune_shows_heuristic_in_simulator(capsys):
+    if not gpuconv.SIMULATOR:
+        pytest.skip("on a GPU gpuconv tune times the layers (scripts/gpu_run.sh runs it)")
+    assert main(["tune", "--layers", "resnet_3x3_56", "depthwise_3x3", "1x1_64_256"]) == 0
+    out = capsys.readouterr().out
+    assert "nothing is cached" in out
+    assert "resnet_3x3_56          winograd" in out and "depthwise_3x3          direct" in out
+    assert "1x1_64_256             implicit_gemm" in out
+    assert main(["tune", "--layers", "nope"]) == 2

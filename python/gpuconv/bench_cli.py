@@ -23,12 +23,13 @@ def _bench():
 
 
 def _available_algos(harness):
+    ours = [a for a in harness.CONV_ALGOS if a != "im2col_cublas"]
     if gpuconv.SIMULATOR:
-        return ["direct", "im2col"]            # im2col_cublas needs a device and CuPy
+        return ours                            # im2col_cublas needs a device and CuPy
     try:
         import cupy  # noqa: F401
     except ImportError:
-        return ["direct", "im2col"]
+        return ours
     return list(harness.CONV_ALGOS)
 
 
@@ -114,4 +115,41 @@ def report_main(args) -> int:
         results = json.load(f)
     out = args.out or os.path.dirname(os.path.abspath(args.results))
     print(f"report: {report.render(results, out)}")
+    return 0
+
+
+def tune_main(args) -> int:
+    """Pre-tune algo="auto" for the standard layer set (or --layers): on a GPU each layer's eligible
+    algorithms are timed once and the winner cached on disk; in the simulator the heuristic's choices
+    are printed and nothing is cached."""
+    import numpy as np
+    from numba import cuda
+
+    from . import autotune, conv
+    from ._args import conv2d_geometry
+
+    layers, _, _ = _bench()
+    cases = [c for c in layers.FULL if not args.layers or c.name in args.layers]
+    if args.layers and len(cases) != len(set(args.layers)):
+        print(f"gpuconv tune: unknown layers {sorted(set(args.layers) - {c.name for c in cases})}", file=sys.stderr)
+        return 2
+    timing = autotune.can_time()
+    if not timing:
+        print("No timing available (CUDA simulator or GPUCONV_AUTOTUNE=0): showing the heuristic's choices; "
+              "nothing is cached.")
+    f32 = np.dtype(np.float32)
+    for case in cases:
+        g = conv2d_geometry(case.x_shape, case.w_shape, case.stride, case.padding, 1, case.groups)
+        if timing:  # pragma: no cover - needs a CUDA device
+            rng = np.random.default_rng(0)
+            x = cuda.to_device(rng.standard_normal(case.x_shape, dtype=np.float32))
+            w = cuda.to_device(rng.standard_normal(case.w_shape, dtype=np.float32))
+            conv.gpu_conv2d(x, w, stride=case.stride, padding=case.padding, groups=case.groups, algo="auto")
+            cuda.synchronize()
+            choice = autotune.tuner().lookup(autotune.key_of(conv._device_name(), g, f32, False, 0))
+        else:
+            choice = autotune.heuristic(g, f32)
+        print(f"{case.name:<22} {choice}")
+    if timing:  # pragma: no cover - needs a CUDA device
+        print(f"cache: {autotune.cache_path()}")
     return 0

@@ -1,4 +1,4 @@
-"""The `gpuconv` command: info, shape, kernels (static kernel report), bench (parity / benchmark), report."""
+"""The `gpuconv` command: info, shape, kernels (static kernel report), bench (parity / benchmark), report, tune."""
 
 from __future__ import annotations
 
@@ -46,6 +46,12 @@ def _cmd_bench(args) -> int:
     return bench_cli.main(args)
 
 
+def _cmd_tune(args) -> int:
+    from . import bench_cli
+
+    return bench_cli.tune_main(args)
+
+
 def _cmd_report(args) -> int:
     from . import bench_cli
 
@@ -86,6 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("results", help="a results JSON written by gpuconv bench --out")
     rp.add_argument("--out", default=None, help="folder for report.md and plots (default: the JSON's folder)")
     rp.set_defaults(func=_cmd_report)
+
+    tp = sub.add_parser("tune", help="pre-tune algo='auto' for the standard layer set (GPU: timed and cached)")
+    tp.add_argument("--layers", nargs="+", default=None, help="only these layer names")
+    tp.set_defaults(func=_cmd_tune)
     return p
 
 

@@ -9,7 +9,7 @@ from numba import cuda
 
 from gpuconv.kernels import _common, direct
 
-from . import _args, _interop, im2col, winograd
+from . import _args, _interop, autotune, im2col, winograd
 
 ALGOS = ("auto", "direct", "im2col", "im2col_cublas", "implicit_gemm", "winograd", "winograd_2x2")
 GEMM_ALGOS = ("im2col", "im2col_cublas", "implicit_gemm", "winograd", "winograd_2x2")
@@ -64,8 +64,9 @@ def gpu_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
         tiled GEMM, workspace capped by gpuconv.set_workspace_limit), "im2col_cublas" (columns +
         cuBLAS through CuPy, for comparison; needs a device and CuPy), "implicit_gemm" (our GEMM with
         the columns gathered from x tile by tile: no workspace), "winograd" / "winograd_2x2"
-        (F(4×4, 3×3) / F(2×2, 3×3) for 3×3 stride-1 dilation-1 ungrouped layers), "auto" (direct, this
-        version);
+        (F(4×4, 3×3) / F(2×2, 3×3) for 3×3 stride-1 dilation-1 ungrouped layers), "auto" (on a GPU the
+        fastest eligible algorithm, timed on the first call for a shape and cached on disk; in the
+        simulator a documented heuristic: see gpuconv.autotune);
     out: an array of the result's shape, dtype and side to write into;
     stream: a Numba, CuPy or PyTorch stream (default: the current stream of the input's library).
 
@@ -91,28 +92,96 @@ def gpu_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
         raise ValueError(f"_kernel must be one of {', '.join(_DIRECT_KERNELS)}, got {_kernel!r}")
     kind = kinds["x"]
     okind = None if out is None else _interop.check_out(out, g.out_shape, dtype, kind)
-    if algo in winograd.ALGOS:
-        plan = winograd.plan(g, dtype, winograd.ALGOS[algo], bias is not None, _common.ACT_CODES[act], alpha,
-                             im2col.workspace_limit())
-    elif algo == "implicit_gemm":
-        plan = im2col.implicit_plan(g, dtype, bias is not None, _common.ACT_CODES[act], alpha)
-    elif algo.startswith("im2col"):
-        if algo == "im2col_cublas":
-            im2col.check_cublas()
-        plan = im2col.plan(g, dtype, bias is not None, _common.ACT_CODES[act], alpha, im2col.workspace_limit(),
-                           algo == "im2col_cublas")
-    else:
-        launch = _launcher(g, dtype, _kernel, bias is not None, act, alpha)
+    has_bias, act_code = bias is not None, _common.ACT_CODES[act]
+    if _kernel is not None and algo == "auto":
+        algo = "direct"
+    plan = None if algo == "auto" else _plan(algo, g, dtype, has_bias, act_code, alpha, _kernel)
 
     s = _interop.resolve_stream(stream, kind, x)
     dw = _interop.device_view(weight, kinds["weight"], s)
-    if algo in GEMM_ALGOS:  # device weights are views (no allocation yet); host copies always pass
-        im2col.weight_strides(dw.shape, dw.strides, g)
+    viewable = _weight_viewable(dw, g)     # device weights are views (no allocation yet); host copies pass
+    if algo in GEMM_ALGOS and not viewable:
+        im2col.weight_strides(dw.shape, dw.strides, g)          # raises, naming the weight's strides
+    key = None
+    if algo == "auto":
+        candidates = _candidates(g, dtype, viewable, im2col.workspace_limit())
+        if autotune.can_time():
+            key = autotune.key_of(_device_name(), g, dtype, has_bias, act_code)
+            algo = autotune.tuner().lookup(key)
+        if algo not in candidates:
+            algo = None if key else _heuristic(g, dtype, viewable, im2col.workspace_limit())
+        if algo:
+            plan = _plan(algo, g, dtype, has_bias, act_code, alpha, None)
     dx = _interop.device_view(x, kind, s)
     db = _dummy_bias(dtype) if bias is None else _interop.device_view(bias, kinds["bias"], s)
     res, dy = _interop.output(out, okind, g.out_shape, dtype, kind, x, s)
-    if algo in GEMM_ALGOS:
-        plan.run(dx, dw, db, dy, kind, x, s)
-    else:
-        launch(dx, dw, db, dy, s)
+    if plan is None:  # pragma: no cover - needs a CUDA device: time each candidate on this call's arrays
+        def timer(name):
+            return _time_plan(_plan(name, g, dtype, has_bias, act_code, alpha, None), dx, dw, db, dy, kind, x, s)
+
+        plan = _plan(autotune.tuner().choose(key, candidates, timer), g, dtype, has_bias, act_code, alpha, None)
+    plan.run(dx, dw, db, dy, kind, x, s)
     return _interop.result(res, dy, kind, out, s)
+
+
+class _DirectPlan:
+    def __init__(self, launch):
+        self.launch = launch
+
+    def run(self, dx, dw, db, dy, kind, like, s):
+        self.launch(dx, dw, db, dy, s)
+
+
+def _plan(algo, g, dtype, has_bias, act_code, alpha, kernel):
+    """The configured plan of one algorithm (cached per shape and options by each module)."""
+    if algo in winograd.ALGOS:
+        return winograd.plan(g, dtype, winograd.ALGOS[algo], has_bias, act_code, alpha, im2col.workspace_limit())
+    if algo == "implicit_gemm":
+        return im2col.implicit_plan(g, dtype, has_bias, act_code, alpha)
+    if algo in ("im2col", "im2col_cublas"):
+        if algo == "im2col_cublas":
+            im2col.check_cublas()
+        return im2col.plan(g, dtype, has_bias, act_code, alpha, im2col.workspace_limit(), algo == "im2col_cublas")
+    return _DirectPlan(_launcher(g, dtype, kernel, has_bias, _ACT_NAMES[act_code], alpha))
+
+
+_ACT_NAMES = {v: k for k, v in _common.ACT_CODES.items()}
+
+
+@functools.lru_cache(maxsize=1024)
+def _candidates(g, dtype, viewable, limit):
+    return tuple(autotune.eligible(g, dtype, viewable))
+
+
+@functools.lru_cache(maxsize=1024)
+def _heuristic(g, dtype, viewable, limit):
+    return autotune.heuristic(g, dtype, viewable)
+
+
+def _weight_viewable(dw, g) -> bool:
+    try:
+        im2col.weight_strides(dw.shape, dw.strides, g)
+        return True
+    except ValueError:
+        return False
+
+
+@functools.lru_cache(maxsize=1)
+def _device_name() -> str:  # pragma: no cover - needs a CUDA device
+    dev = cuda.get_current_device()
+    name = dev.name.decode() if isinstance(dev.name, bytes) else str(dev.name)
+    return f"{name} sm_{dev.compute_capability[0]}{dev.compute_capability[1]}"
+
+
+def _time_plan(plan, dx, dw, db, dy, kind, like, s, reps=3):  # pragma: no cover - needs a CUDA device
+    """Median milliseconds of `reps` launches of plan after one warm-up, with CUDA events on stream s."""
+    plan.run(dx, dw, db, dy, kind, like, s)
+    times = []
+    for _ in range(reps):
+        start, end = cuda.event(timing=True), cuda.event(timing=True)
+        start.record(s)
+        plan.run(dx, dw, db, dy, kind, like, s)
+        end.record(s)
+        end.synchronize()
+        times.append(cuda.event_elapsed_time(start, end))
+    return sorted(times)[len(times) // 2]

@@ -40,22 +40,25 @@ def _c_strides(shape, itemsize):
 
 
 class WinogradPlan:
-    def __init__(self, g, dtype, m, has_bias, act, alpha, limit):
+    @staticmethod
+    def workspace_images(g, dtype, m, limit) -> int:
+        """Images per chunk under the workspace limit; ValueError if g is ineligible or one image won't fit."""
         why = ineligible(g)
         if why:
             raise ValueError(f"algo='winograd' needs {why}")
-        self.g, self.dtype, self.m = g, np.dtype(dtype), m
-        a2 = (m + 2) ** 2
-        self.a2 = a2
-        self.TH, self.TW = -(-g.P // m), -(-g.Q // m)
-        tiles = self.TH * self.TW
-        isz = self.dtype.itemsize
-        per_image = a2 * (g.C + g.K) * tiles * isz
+        a2, isz = (m + 2) ** 2, np.dtype(dtype).itemsize
+        per_image = a2 * (g.C + g.K) * (-(-g.P // m)) * (-(-g.Q // m)) * isz
         room = limit - a2 * g.K * g.C * isz
         if room < per_image:
             raise ValueError(f"the Winograd workspace for one image ({per_image + a2 * g.K * g.C * isz} B) exceeds the "
                              f"workspace limit ({limit} B); raise it with gpuconv.set_workspace_limit or use another algo")
-        self.images = min(g.N, room // per_image)
+        return min(g.N, room // per_image)
+
+    def __init__(self, g, dtype, m, has_bias, act, alpha, limit):
+        self.images = self.workspace_images(g, dtype, m, limit)
+        self.g, self.dtype, self.m = g, np.dtype(dtype), m
+        self.a2 = (m + 2) ** 2
+        self.TH, self.TW = -(-g.P // m), -(-g.Q // m)
         t, _, l, _ = g.pads            # the output transform applies bias and any activation itself
         self.filters, self.inputs, self.outputs = kwino.launch_transforms(
             dtype, m, (t, l), _common.PAD_CODES[g.padding_mode], self.TH, self.TW, has_bias, act, alpha)
