@@ -16,8 +16,8 @@ Stores, made by the factory's `store` argument (one compiled kernel each):
 - "nchw": C is a convolution output y (N, K, P, Q) and the batch runs over (image, group), group
   fastest, with A's batch the groups: product g writes image img0 + g // groups, channels
   (g % groups)·M + m, and its column n is pixel pix0 + n of that image (p = · // Q, q = · % Q).
-With `implicit`, B is the convolution's input x and each B tile is gathered straight from it in
-im2col's layout (padding applied as it is read): implicit GEMM, with no column matrix in memory.
+The B operand is read through a device function given to the factory: a (batch, K, N) matrix by
+default, or (kernels/implicit_gemm.py) the convolution input gathered in im2col's layout.
 The epilogue adds a bias (per row, i.e. per output channel; or per column, for dense layers), applies
 a fused activation, and either writes or adds to C (accumulate: a split reduction in a fixed order).
 All of it is compile-time configuration: one kernel per (dtype, store, bias, activation, accumulate).
@@ -28,7 +28,7 @@ import functools
 import numpy as np
 from numba import cuda, int64
 
-from ._common import ACT_LEAKY_RELU, ACT_NONE, ACT_RELU, epilogue, numba_type, source_index
+from ._common import ACT_LEAKY_RELU, ACT_NONE, ACT_RELU, epilogue, numba_type
 
 # Tile of C per block (BM×BN) and the K depth staged per step (BK), per dtype, with 16×16 threads.
 # float32: 128×128×8, an 8×8 register block per thread (the classic SGEMM shape): 64 accumulators and
@@ -58,12 +58,9 @@ def tile(dtype):
 
 
 @functools.cache
-def _b_loaders(dtype):
-    """load(B, g, kk, n, K, N, groups, img0, pix0, Q, conv): element (kk, n) of product g's B operand, or 0
-    past its edge. `matrix`: B is (batch, K, N). `implicit`: B is the input x (N, C, H, W) and the
-    element is im2col's column entry, gathered on the fly (row kk = (c, r, s) of g's group, column n =
-    pixel pix0 + n of image img0 + g // groups), padded by the mode in conv = (R, S, sh, sw, pt, pl, dh,
-    dw, mode)."""
+def matrix_loader(dtype):
+    """load(B, g, kk, n, K, N, groups, img0, pix0, Q, conv): element (kk, n) of product g's B (batch, K, N)
+    operand, or 0 past its edge. Other loaders (kernels/implicit_gemm.py) take the same arguments."""
     ZERO = np.dtype(dtype).type(0)
 
     @cuda.jit(device=True, inline=True)
@@ -72,32 +69,13 @@ def _b_loaders(dtype):
             return B[g % B.shape[0], kk, n]
         return ZERO
 
-    @cuda.jit(device=True, inline=True)
-    def implicit(B, g, kk, n, K, N, groups, img0, pix0, Q, conv):
-        if kk < K and n < N:
-            R = conv[0]
-            S = conv[1]
-            s = kk % S
-            t = kk // S
-            r = t % R
-            c = (g % groups) * (K // (R * S)) + t // R
-            pix = pix0 + n
-            p = pix // Q
-            q = pix - p * Q
-            hs = source_index(p * conv[2] - conv[4] + r * conv[6], B.shape[2], conv[8])
-            ws = source_index(q * conv[3] - conv[5] + s * conv[7], B.shape[3], conv[8])
-            if hs >= 0 and ws >= 0:
-                return B[img0 + g // groups, c, hs, ws]
-        return ZERO
-
-    return matrix, implicit
+    return matrix
 
 
 @functools.cache
-def gemm_kernel(dtype, store, bias_mode=BIAS_NONE, act=ACT_NONE, accumulate=False, implicit=False):
-    """The GEMM kernel for one dtype, store layout and epilogue (see the module docstring); with
-    `implicit`, B is the convolution input and its tiles are gathered as im2col would lay them out
-    (implicit GEMM: the column matrix is never written).
+def gemm_kernel(dtype, store, bias_mode=BIAS_NONE, act=ACT_NONE, accumulate=False, load_b=None):
+    """The GEMM kernel for one dtype, store layout and epilogue (see the module docstring). load_b is the
+    device function that fetches B's elements (default: matrix_loader; implicit GEMM passes its gather).
 
     The epilogue's options are compile-time constants: with them folded, NVVM unrolls the epilogue
     loops and the TM×TN accumulators stay in registers (a runtime switch over five activations makes
@@ -110,9 +88,7 @@ def gemm_kernel(dtype, store, bias_mode=BIAS_NONE, act=ACT_NONE, accumulate=Fals
     ZERO = np.dtype(dtype).type(0)
     apply = epilogue(dtype)
     NCHW = store == "nchw"
-    if implicit and not NCHW:
-        raise ValueError("implicit GEMM stores into an NCHW output (store='nchw')")
-    load_b = _b_loaders(dtype)[1 if implicit else 0]
+    load_b = load_b or matrix_loader(dtype)
     BM, BN, BK = tile(dtype)
     TM = BM // THREADS_Y            # register block: TM rows × TN columns per thread
     TN = BN // THREADS_X
@@ -127,7 +103,7 @@ def gemm_kernel(dtype, store, bias_mode=BIAS_NONE, act=ACT_NONE, accumulate=Fals
              a_k_contig, b_n_contig,          # which axis of A / B is contiguous (tile-load order)
              img0, pix0,                      # "nchw": first image and first pixel of this chunk
              alpha,                           # the activation's parameter
-             conv):                           # implicit: (R, S, sh, sw, pt, pl, dh, dw, mode)
+             conv):                           # load_b's extra: implicit GEMM's (R, S, sh, sw, pt, pl, dh, dw, mode)
         As = cuda.shared.array((2, BK, AS_COLS), dtype=T)
         Bs = cuda.shared.array((2, BK, BS_COLS), dtype=T)
         acc = cuda.local.array((TM, TN), dtype=T)
@@ -239,12 +215,12 @@ def contiguous_axis_is_last(a) -> bool:
 
 
 def launch_gemm(dtype, store, M, N, K, batch, a_k_contig, b_n_contig, bias_mode=BIAS_NONE, act=ACT_NONE,
-                alpha=0.0, accumulate=False, conv=None):
+                alpha=0.0, accumulate=False, load_b=None, conv=None):
     """A launch closure for fixed extents and epilogue: launch(A, B, C, bias, img0, pix0, stream).
-    conv = (R, S, sh, sw, pt, pl, dh, dw, mode) makes it an implicit GEMM with B the convolution input."""
+    load_b and conv (its 9-tuple of extra arguments) replace the matrix B operand (implicit GEMM)."""
     # Launch plan: grid (ceil(N / BN), ceil(M / BM), batch) of 16×16-thread blocks, one BM×BN tile of C
     # per block; each thread keeps its TM×TN block of C in registers over the whole K loop.
-    kernel = gemm_kernel(dtype, store, bias_mode, act, accumulate, conv is not None)
+    kernel = gemm_kernel(dtype, store, bias_mode, act, accumulate, load_b)
     conv = tuple(int(v) for v in conv) if conv is not None else (0,) * 9
     BM, BN, _ = tile(dtype)
     grid = (-(-N // BN), -(-M // BM), batch)

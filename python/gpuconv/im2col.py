@@ -17,6 +17,7 @@ import numpy as np
 from gpuconv.kernels import _common, epilogue
 from gpuconv.kernels import gemm as kgemm
 from gpuconv.kernels import im2col as kim2col
+from gpuconv.kernels import implicit_gemm as kimplicit
 
 from . import _interop, _runtime
 
@@ -139,12 +140,10 @@ class ImplicitGemmPlan:
         self.k_g = g.K // g.groups
         self.images = max(1, min(g.N, 65535 // g.groups))
         fused = act in kgemm.FUSED_ACTS
-        t, _, l, _ = g.pads
-        conv = (g.R, g.S, g.stride[0], g.stride[1], t, l, g.dilation[0], g.dilation[1],
-                _common.PAD_CODES[g.padding_mode])
         bias_mode = kgemm.BIAS_ROW if has_bias else kgemm.BIAS_NONE
-        self.gemms = {nb: kgemm.launch_gemm(dtype, "nchw", self.k_g, g.P * g.Q, self.crs_g, nb * g.groups, True, True,
-                                            bias_mode, act if fused else _common.ACT_NONE, alpha, conv=conv)
+        mode = _common.PAD_CODES[g.padding_mode]
+        self.gemms = {nb: kimplicit.launch_implicit_gemm(g, dtype, nb, mode, bias_mode,
+                                                         act if fused else _common.ACT_NONE, alpha)
                       for nb in {self.images, g.N % self.images or self.images}}
         late = None if fused or act == _common.ACT_NONE else act
         self.late = None if late is None else epilogue.launch_activation(g.out_shape, dtype, late, alpha)
@@ -154,7 +153,7 @@ class ImplicitGemmPlan:
         A = _interop.strided_view(dw, (g.groups, self.k_g, self.crs_g), weight_strides(dw.shape, dw.strides, g))
         for img0 in range(0, g.N, self.images):
             nb = min(self.images, g.N - img0)
-            self.gemms[nb](A, dx, dy, db, img0, 0, s)
+            self.gemms[nb](A, dx, dy, db, img0, s)
         if self.late is not None:
             self.late(dy, s)
 

@@ -114,7 +114,7 @@ def _wino_output_args(dtype):
 
 
 def kernel_specs() -> list[KernelSpec]:
-    from gpuconv.kernels import backward, direct, epilogue, gemm, im2col, pool, winograd
+    from gpuconv.kernels import backward, direct, epilogue, gemm, im2col, implicit_gemm, pool, winograd
     from gpuconv.kernels._common import ACT_LEAKY_RELU, ACT_RELU
 
     return [
@@ -129,7 +129,7 @@ def kernel_specs() -> list[KernelSpec]:
             gemm.gemm_kernel, store="nchw", bias_mode=gemm.BIAS_ROW, act=ACT_LEAKY_RELU, accumulate=True),
             _gemm_args("nchw"), True, 0),
         KernelSpec("implicit_gemm_bias_relu", functools.partial(
-            gemm.gemm_kernel, store="nchw", bias_mode=gemm.BIAS_ROW, act=ACT_RELU, implicit=True),
+            implicit_gemm.implicit_gemm_kernel, bias_mode=gemm.BIAS_ROW, act=ACT_RELU),
             _gemm_args("nchw", implicit=True), True, 0),
         *[spec for m in winograd.TILE_SIZES for spec in (
             KernelSpec(f"winograd{m}_filter", functools.partial(winograd.filter_transform_kernel, m=m),
