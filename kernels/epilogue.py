@@ -32,12 +32,15 @@ def activation_kernel(dtype):
     return activation
 
 
+def _blocks(shape):
+    return max(1, min(-(-int(np.prod(shape)) // THREADS), 65535 * 8))
+
+
 def launch_activation(shape, dtype, act, alpha):
     # Launch plan: 1-D grid of 256-thread blocks, one element per thread (q fastest: coalesced),
     # grid-striding past 65535·8 blocks.
     kernel = activation_kernel(dtype)
-    total = int(np.prod(shape))
-    blocks = max(1, min(-(-total // THREADS), 65535 * 8))
+    blocks = _blocks(shape)
     alpha = np.dtype(dtype).type(alpha)
 
     def launch(y, stream):
@@ -66,8 +69,7 @@ def launch_activation_grad(shape, dtype, act, alpha):
     """launch(go, z, out, stream): out = go · act'(z). With act NONE it is a strided -> dense copy."""
     # Launch plan: as the activation pass, one element per thread, q fastest.
     kernel = activation_grad_kernel(dtype)
-    total = int(np.prod(shape))
-    blocks = max(1, min(-(-total // THREADS), 65535 * 8))
+    blocks = _blocks(shape)
     alpha = np.dtype(dtype).type(alpha)
 
     def launch(go, z, out, stream):

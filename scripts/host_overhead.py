@@ -23,22 +23,28 @@ def per_call_us(fn, reps=REPS):
     return (time.perf_counter() - t0) / reps * 1e6
 
 
+class _NoLaunch:
+    def run(self, *args):
+        pass
+
+
 def main():
     x = cuda.to_device(np.zeros((16, 64, 56, 56), np.float32))
     w = cuda.to_device(np.zeros((64, 64, 3, 3), np.float32))
     out = cuda.device_array((16, 64, 56, 56), np.float32)
-    call = lambda: gpuconv.gpu_conv2d(x, w, None, 1, 1, out=out)  # noqa: E731
-    if not gpuconv.SIMULATOR:
-        cuda.synchronize()
-        print(f"whole call, launch included: {per_call_us(call, 200):.1f} us/call")
-        cuda.synchronize()
-    real = conv._launcher
-    conv._launcher = lambda *a: (lambda *b: None)
-    try:
-        print(f"wrapper alone (launch replaced by a no-op): {per_call_us(call):.1f} us/call "
-              f"({'simulator' if gpuconv.SIMULATOR else 'device'} arrays)")
-    finally:
-        conv._launcher = real
+    for algo in ("direct", "auto"):
+        call = lambda: gpuconv.gpu_conv2d(x, w, None, 1, 1, out=out, algo=algo)  # noqa: E731
+        if not gpuconv.SIMULATOR:
+            cuda.synchronize()
+            print(f"{algo}: whole call, launch included: {per_call_us(call, 200):.1f} us/call")
+            cuda.synchronize()
+        real = conv._plan
+        conv._plan = lambda *a: _NoLaunch()
+        try:
+            print(f"{algo}: wrapper alone (launch replaced by a no-op): {per_call_us(call):.1f} us/call "
+                  f"({'simulator' if gpuconv.SIMULATOR else 'device'} arrays)")
+        finally:
+            conv._plan = real
 
 
 if __name__ == "__main__":

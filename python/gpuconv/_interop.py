@@ -236,3 +236,17 @@ def merged_strides(shape, strides):
         if s0 != s1 * n1:
             return None
     return int(axes[-1][1])
+
+
+def c_strides(shape, itemsize):
+    """Byte strides of a C-contiguous array of `shape` (for views of a flat workspace buffer)."""
+    strides, acc = [], itemsize
+    for n in reversed(shape):
+        strides.append(acc)
+        acc *= n
+    return tuple(reversed(strides))
+
+
+def dense_view(buf, shape):
+    """A C-contiguous view of `shape` over the start of device buffer buf (a flat workspace)."""
+    return strided_view(buf, shape, c_strides(shape, buf.dtype.itemsize))

@@ -38,13 +38,6 @@ def _check_needs(needs):
     return frozenset(needs)
 
 
-def _c_strides(shape, itemsize):
-    strides, acc = [], itemsize
-    for n in reversed(shape):
-        strides.append(acc)
-        acc *= n
-    return tuple(reversed(strides))
-
 
 class WeightGradPlan:
     """gw (K, C/G, R, S) = Σ over images and pixel chunks of go[img] @ cols[img]ᵀ, per group, in a fixed
@@ -70,8 +63,7 @@ class WeightGradPlan:
         g, isz = self.g, self.itemsize
         crs = g.C * g.R * g.S
         pq = g.P * g.Q
-        C3 = _interop.strided_view(dgw, (g.groups, self.k_g, self.crs_g), _c_strides((g.groups, self.k_g, self.crs_g),
-                                                                                    isz))
+        C3 = _interop.dense_view(dgw, (g.groups, self.k_g, self.crs_g))
         _, buf = _interop.allocate((self.images * crs * self.pixels,), self.dtype, kind, like, s)
         sk = dgo.strides[1]
         pix_stride = _interop.merged_strides((g.P, g.Q), dgo.strides[2:])
@@ -81,7 +73,7 @@ class WeightGradPlan:
             for pix0 in range(0, pq, self.pixels):
                 npix = min(self.pixels, pq - pix0)
                 shape = (nb, crs, npix)
-                cols = _interop.strided_view(buf, shape, _c_strides(shape, isz))
+                cols = _interop.dense_view(buf, shape)
                 self.im2col(dinp, cols, img0, pix0, s)
                 colsT = _interop.strided_view(buf, (nb, g.groups, npix, self.crs_g),
                                               (crs * npix * isz, self.crs_g * npix * isz, isz, npix * isz))

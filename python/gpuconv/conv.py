@@ -99,7 +99,7 @@ def gpu_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
 
     s = _interop.resolve_stream(stream, kind, x)
     dw = _interop.device_view(weight, kinds["weight"], s)
-    viewable = _weight_viewable(dw, g)     # device weights are views (no allocation yet); host copies pass
+    viewable = algo == "direct" or _weight_viewable(dw, g)   # device weights are views: nothing allocated yet
     if algo in GEMM_ALGOS and not viewable:
         im2col.weight_strides(dw.shape, dw.strides, g)          # raises, naming the weight's strides
     key = None
@@ -132,8 +132,9 @@ class _DirectPlan:
         self.launch(dx, dw, db, dy, s)
 
 
+@functools.lru_cache(maxsize=1024)
 def _plan(algo, g, dtype, has_bias, act_code, alpha, kernel):
-    """The configured plan of one algorithm (cached per shape and options by each module)."""
+    """The configured plan of one algorithm for one shape and options, built once."""
     if algo in winograd.ALGOS:
         return winograd.plan(g, dtype, winograd.ALGOS[algo], has_bias, act_code, alpha, im2col.workspace_limit())
     if algo == "implicit_gemm":

@@ -67,13 +67,6 @@ def weight_strides(w_shape, w_strides, g):
     return (kg * w_strides[0], w_strides[0], merged)
 
 
-def _c_strides(shape, itemsize):
-    strides, acc = [], itemsize
-    for n in reversed(shape):
-        strides.append(acc)
-        acc *= n
-    return tuple(reversed(strides))
-
 
 class Im2colPlan:
     """Everything about one (shape, dtype, options, limit) that does not change between calls."""
@@ -113,10 +106,10 @@ class Im2colPlan:
         _, buf = _interop.allocate((self.images * g.C * g.R * g.S * self.pixels,), self.dtype, ws_kind, like, s)
         for img0, nb, pix0, npix in self.chunks():
             shape = (nb, g.C * g.R * g.S, npix)
-            cols = _interop.strided_view(buf, shape, _c_strides(shape, self.itemsize))
+            cols = _interop.dense_view(buf, shape)
             self.im2col(dx, cols, img0, pix0, s)
             bshape = (nb * g.groups, self.crs_g, npix)
-            B = _interop.strided_view(buf, bshape, _c_strides(bshape, self.itemsize))
+            B = _interop.dense_view(buf, bshape)
             if self.cublas:
                 _cublas_chunk(A, B, db if self.bias_mode else None, dy, g, img0, nb, pix0, npix, s)
             else:

@@ -31,13 +31,6 @@ def ineligible(g) -> str | None:
     return None
 
 
-def _c_strides(shape, itemsize):
-    strides, acc = [], itemsize
-    for n in reversed(shape):
-        strides.append(acc)
-        acc *= n
-    return tuple(reversed(strides))
-
 
 class WinogradPlan:
     @staticmethod
@@ -75,14 +68,14 @@ class WinogradPlan:
         tiles = self.TH * self.TW
         n_ws = a2 * g.K * g.C + self.images * a2 * (g.C + g.K) * tiles
         _, buf = _interop.allocate((n_ws,), self.dtype, kind, like, s)
-        U = _interop.strided_view(buf, (a2, g.K, g.C), _c_strides((a2, g.K, g.C), isz))
+        U = _interop.dense_view(buf, (a2, g.K, g.C))
         self.filters(dw, U, s)
         off = a2 * g.K * g.C * isz
         for img0 in range(0, g.N, self.images):
             nb = min(self.images, g.N - img0)
             T = nb * tiles
-            V = _interop.strided_view(buf[off // isz:], (a2, g.C, T), _c_strides((a2, g.C, T), isz))
-            M = _interop.strided_view(buf[(off // isz) + a2 * g.C * T:], (a2, g.K, T), _c_strides((a2, g.K, T), isz))
+            V = _interop.dense_view(buf[off // isz:], (a2, g.C, T))
+            M = _interop.dense_view(buf[(off // isz) + a2 * g.C * T:], (a2, g.K, T))
             self.inputs(dx, V, img0, s)
             self._gemm(nb)(U, V, M, db, 0, 0, s)
             self.outputs(M, dy, db, img0, s)
