@@ -95,7 +95,8 @@ def gpu_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     has_bias, act_code = bias is not None, _common.ACT_CODES[act]
     if _kernel is not None and algo == "auto":
         algo = "direct"
-    plan = None if algo == "auto" else _plan(algo, g, dtype, has_bias, act_code, alpha, _kernel)
+    limit = im2col.workspace_limit()
+    plan = None if algo == "auto" else _plan(algo, g, dtype, has_bias, act_code, alpha, _kernel, limit)
 
     s = _interop.resolve_stream(stream, kind, x)
     dw = _interop.device_view(weight, kinds["weight"], s)
@@ -104,22 +105,24 @@ def gpu_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
         im2col.weight_strides(dw.shape, dw.strides, g)          # raises, naming the weight's strides
     key = None
     if algo == "auto":
-        candidates = _candidates(g, dtype, viewable, im2col.workspace_limit())
+        candidates = _candidates(g, dtype, viewable, limit)
         if autotune.can_time():
             key = autotune.key_of(_device_name(), g, dtype, has_bias, act_code)
             algo = autotune.tuner().lookup(key)
         if algo not in candidates:
-            algo = None if key else _heuristic(g, dtype, viewable, im2col.workspace_limit())
+            algo = None if key else _heuristic(g, dtype, viewable, limit)
         if algo:
-            plan = _plan(algo, g, dtype, has_bias, act_code, alpha, None)
+            plan = _plan(algo, g, dtype, has_bias, act_code, alpha, None, limit)
     dx = _interop.device_view(x, kind, s)
     db = _dummy_bias(dtype) if bias is None else _interop.device_view(bias, kinds["bias"], s)
     res, dy = _interop.output(out, okind, g.out_shape, dtype, kind, x, s)
     if plan is None:  # pragma: no cover - needs a CUDA device: time each candidate on this call's arrays
         def timer(name):
-            return _time_plan(_plan(name, g, dtype, has_bias, act_code, alpha, None), dx, dw, db, dy, kind, x, s)
+            return _time_plan(_plan(name, g, dtype, has_bias, act_code, alpha, None, limit), dx, dw, db, dy, kind,
+                              x, s)
 
-        plan = _plan(autotune.tuner().choose(key, candidates, timer), g, dtype, has_bias, act_code, alpha, None)
+        plan = _plan(autotune.tuner().choose(key, candidates, timer), g, dtype, has_bias, act_code, alpha, None,
+                     limit)
     plan.run(dx, dw, db, dy, kind, x, s)
     return _interop.result(res, dy, kind, out, s)
 
@@ -133,16 +136,16 @@ class _DirectPlan:
 
 
 @functools.lru_cache(maxsize=1024)
-def _plan(algo, g, dtype, has_bias, act_code, alpha, kernel):
-    """The configured plan of one algorithm for one shape and options, built once."""
+def _plan(algo, g, dtype, has_bias, act_code, alpha, kernel, limit):
+    """The configured plan of one algorithm for one shape, options and workspace limit, built once."""
     if algo in winograd.ALGOS:
-        return winograd.plan(g, dtype, winograd.ALGOS[algo], has_bias, act_code, alpha, im2col.workspace_limit())
+        return winograd.plan(g, dtype, winograd.ALGOS[algo], has_bias, act_code, alpha, limit)
     if algo == "implicit_gemm":
         return im2col.implicit_plan(g, dtype, has_bias, act_code, alpha)
     if algo in ("im2col", "im2col_cublas"):
         if algo == "im2col_cublas":
             im2col.check_cublas()
-        return im2col.plan(g, dtype, has_bias, act_code, alpha, im2col.workspace_limit(), algo == "im2col_cublas")
+        return im2col.plan(g, dtype, has_bias, act_code, alpha, limit, algo == "im2col_cublas")
     return _DirectPlan(_launcher(g, dtype, kernel, has_bias, _ACT_NAMES[act_code], alpha))
 
 
