@@ -123,7 +123,6 @@ def conv2d_tiled_kernel(dtype):
                      sh, sw, dh, dw, pt, pl, groups,       # geometry
                      pad_mode, has_bias, act, alpha,       # options
                      cc, k_tiles, q_tiles):                # plan: channels per stage, tiles per group / row
-        H = x.shape[2]
         K, Cg, R, S = w.shape
         P = y.shape[2]
         Q = y.shape[3]

@@ -18,8 +18,6 @@ import sys
 import tempfile
 from dataclasses import dataclass
 
-import functools
-
 import numpy as np
 
 from . import _runtime
