@@ -17,7 +17,7 @@ def copy_bandwidth(nbytes=1 << 30) -> dict:
     """GB/s of a device-to-device copy of nbytes (bytes read + bytes written per second)."""
     import torch
 
-    from timing import L2Flusher, device_time
+    from .timing import L2Flusher, device_time
 
     a = torch.empty(nbytes // 4, dtype=torch.float32, device="cuda").normal_()
     b = torch.empty_like(a)
@@ -61,7 +61,7 @@ def fma_peak() -> dict:
     import torch
     from numba import cuda
 
-    from timing import device_time
+    from .timing import device_time
 
     sms = torch.cuda.get_device_properties(0).multi_processor_count
     blocks = sms * 16
