@@ -80,6 +80,28 @@ def launch_max_pool2d(g, dtype):
     return launch
 
 
+@cuda.jit(device=True, inline=True)
+def _avg_window(p, q, H, W, kh, kw, sh, sw, ph, pw, count_include_pad, divisor):
+    """(h0, h1, w0, w1, d): output (p, q)'s window clipped to the input, and its divisor by PyTorch's
+    rules (windows stop at the padded edge, so ceil_mode's last window counts only up to it)."""
+    h0 = p * sh - ph
+    w0 = q * sw - pw
+    h1 = min(h0 + kh, H + ph)
+    w1 = min(w0 + kw, W + pw)
+    pool = (h1 - h0) * (w1 - w0)
+    h0 = max(h0, 0)
+    w0 = max(w0, 0)
+    h1 = min(h1, H)
+    w1 = min(w1, W)
+    if divisor != 0:
+        d = divisor
+    elif count_include_pad:
+        d = pool
+    else:
+        d = (h1 - h0) * (w1 - w0)
+    return h0, h1, w0, w1, d
+
+
 @functools.cache
 def avg_pool2d_kernel(dtype):
     """y[n, c, p, q] = window sum / divisor, with PyTorch's divisor rules. Fills y."""
@@ -97,25 +119,11 @@ def avg_pool2d_kernel(dtype):
         start = int64(cuda.blockIdx.x) * cuda.blockDim.x + cuda.threadIdx.x
         for e in range(start, total, int64(cuda.gridDim.x) * cuda.blockDim.x):
             n, c, p, q = unflatten_nchw(e, C, P, Q)
-            h0 = p * sh - ph
-            w0 = q * sw - pw
-            h1 = min(h0 + kh, H + ph)  # windows stop at the padded edge (ceil_mode's last window)
-            w1 = min(w0 + kw, W + pw)
-            pool = (h1 - h0) * (w1 - w0)
-            h0 = max(h0, 0)
-            w0 = max(w0, 0)
-            h1 = min(h1, H)
-            w1 = min(w1, W)
+            h0, h1, w0, w1, d = _avg_window(p, q, H, W, kh, kw, sh, sw, ph, pw, count_include_pad, divisor)
             acc = ZERO
             for h in range(h0, h1):
                 for ww in range(w0, w1):
                     acc += x[n, c, h, ww]
-            if divisor != 0:
-                d = divisor
-            elif count_include_pad:
-                d = pool
-            else:
-                d = (h1 - h0) * (w1 - w0)
             y[n, c, p, q] = acc / T(d)
 
     return avg_pool2d
@@ -309,19 +317,8 @@ def avg_pool2d_backward_kernel(dtype):
             q0, q1 = _window_range(w, pw, kw, sw, 1, Q)
             acc = ZERO
             for p in range(p0, p1):
-                hs = p * sh - ph
-                he = min(hs + kh, H + ph)   # as the forward: windows stop at the padded edge
-                rows = he - hs
-                rows_in = min(he, H) - max(hs, 0)
                 for q in range(q0, q1):
-                    ws = q * sw - pw
-                    we = min(ws + kw, W + pw)
-                    if divisor != 0:
-                        d = divisor
-                    elif count_include_pad:
-                        d = rows * (we - ws)
-                    else:
-                        d = rows_in * (min(we, W) - max(ws, 0))
+                    d = _avg_window(p, q, H, W, kh, kw, sh, sw, ph, pw, count_include_pad, divisor)[4]
                     acc += go[n, c, p, q] / T(d)
             gx[n, c, h, w] = acc
 
