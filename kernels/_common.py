@@ -74,6 +74,15 @@ def tile_origin(q_tiles, tile_p, tile_q):
     return (cuda.blockIdx.x // q_tiles) * tile_p, (cuda.blockIdx.x % q_tiles) * tile_q
 
 
+# Grid-striding 1-D kernels launch at most this many blocks; each thread then strides over the rest.
+MAX_STRIDING_BLOCKS = 65535 * 8
+
+
+def striding_blocks(total, threads):
+    """Blocks for a grid-striding 1-D launch over `total` elements: one per `threads`, capped."""
+    return max(1, min(-(-int(total) // threads), MAX_STRIDING_BLOCKS))
+
+
 @functools.cache
 def numba_type(dtype):
     return numba.from_dtype(np.dtype(dtype))

@@ -12,7 +12,7 @@ import functools
 import numpy as np
 from numba import cuda, int64
 
-from ._common import numba_type, unflatten_nchw
+from ._common import numba_type, striding_blocks, unflatten_nchw
 
 THREADS = 256           # data gradient: one element per thread, the fastest axis along threads
 BIAS_THREADS = 256      # bias gradient: one block per channel, a fixed-shape tree over its threads
@@ -74,8 +74,7 @@ def launch_data_grad(dtype, stride, pads_tl, dilation, groups, origin, has_bias)
                groups, has_bias)
 
     def launch(go, w, bias, dst, stream):
-        blocks = max(1, min(-(-dst.size // THREADS), 65535 * 8))
-        kernel[blocks, THREADS, stream](go, w, bias, dst, *scalars)
+        kernel[striding_blocks(dst.size, THREADS), THREADS, stream](go, w, bias, dst, *scalars)
 
     return launch
 

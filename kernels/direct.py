@@ -15,7 +15,7 @@ import functools
 import numpy as np
 from numba import cuda, int64
 
-from ._common import epilogue, numba_type, source_index, stage_tile, tile_origin, unflatten_nchw
+from ._common import epilogue, numba_type, source_index, stage_tile, striding_blocks, tile_origin, unflatten_nchw
 
 # ----------------------------------------------------------------------------- tile constants
 
@@ -91,7 +91,7 @@ def launch_conv2d_general(g, dtype, pad_mode, has_bias, act, alpha):
     kernel = conv2d_general_kernel(dtype)
     total = g.N * g.K * g.P * g.Q
     threads = 256
-    blocks = max(1, min(-(-total // threads), 65535 * 8))
+    blocks = striding_blocks(total, threads)
     scalars = (g.stride[0], g.stride[1], g.dilation[0], g.dilation[1], g.pads[0], g.pads[2], g.groups,
                pad_mode, has_bias, act, np.dtype(dtype).type(alpha))
 

@@ -11,7 +11,7 @@ import functools
 import numpy as np
 from numba import cuda, int64
 
-from ._common import epilogue, epilogue_grad, unflatten_nchw
+from ._common import epilogue, epilogue_grad, striding_blocks, unflatten_nchw
 
 THREADS = 256
 
@@ -32,15 +32,11 @@ def activation_kernel(dtype):
     return activation
 
 
-def _blocks(shape):
-    return max(1, min(-(-int(np.prod(shape)) // THREADS), 65535 * 8))
-
-
 def launch_activation(shape, dtype, act, alpha):
     # Launch plan: 1-D grid of 256-thread blocks, one element per thread (q fastest: coalesced),
     # grid-striding past 65535·8 blocks.
     kernel = activation_kernel(dtype)
-    blocks = _blocks(shape)
+    blocks = striding_blocks(np.prod(shape), THREADS)
     alpha = np.dtype(dtype).type(alpha)
 
     def launch(y, stream):
@@ -69,7 +65,7 @@ def launch_activation_grad(shape, dtype, act, alpha):
     """launch(go, z, out, stream): out = go · act'(z). With act NONE it is a strided -> dense copy."""
     # Launch plan: as the activation pass, one element per thread, q fastest.
     kernel = activation_grad_kernel(dtype)
-    blocks = _blocks(shape)
+    blocks = striding_blocks(np.prod(shape), THREADS)
     alpha = np.dtype(dtype).type(alpha)
 
     def launch(go, z, out, stream):

@@ -15,13 +15,9 @@ import functools
 import numpy as np
 from numba import cuda, int64
 
-from ._common import PAD_ZEROS, source_index, unflatten_nchw
+from ._common import PAD_ZEROS, source_index, striding_blocks, unflatten_nchw
 
 THREADS = 256          # one element per thread, the fastest axis along threads: coalesced stores
-
-
-def _blocks(total):
-    return max(1, min(-(-total // THREADS), 65535 * 8))
 
 
 @functools.cache
@@ -66,7 +62,7 @@ def launch_im2col(g, dtype, mode):
     scalars = (g.R, g.S, g.stride[0], g.stride[1], t, l, g.dilation[0], g.dilation[1], mode, g.Q)
 
     def launch(x, cols, img0, pix0, stream):
-        kernel[_blocks(cols.size), THREADS, stream](x, cols, *scalars, img0, pix0)
+        kernel[striding_blocks(cols.size, THREADS), THREADS, stream](x, cols, *scalars, img0, pix0)
 
     return launch
 
@@ -132,6 +128,19 @@ def fold_padding_kernel(dtype):
     return fold_padding
 
 
+def launch_fold_padding(g, dtype, mode):
+    """launch(gp, gx, stream): fold the padded-grid gradient gp into gx (every image)."""
+    # Launch plan: 1-D grid of 256-thread blocks, one element of gx per thread, w fastest.
+    kernel = fold_padding_kernel(dtype)
+    t, _, l, _ = g.pads
+    blocks = striding_blocks(g.N * g.C * g.H * g.W, THREADS)
+
+    def launch(gp, gx, stream):
+        kernel[blocks, THREADS, stream](gp, gx, t, l, mode)
+
+    return launch
+
+
 def launch_col2im(g, dtype, mode):
     """launch(cols, gx, gp, img0, stream): fold a chunk of columns (nb images, all pixels) into images
     img0 .. img0+nb of gx. For a padding mode other than zeros, gp is a padded-grid scratch of at least
@@ -149,10 +158,10 @@ def launch_col2im(g, dtype, mode):
         nb = cols.shape[0]
         gx = gx[img0:img0 + nb]
         if mode == PAD_ZEROS:
-            kernel[_blocks(nb * plane), THREADS, stream](cols, gx, *scalars, 0, 0)
+            kernel[striding_blocks(nb * plane, THREADS), THREADS, stream](cols, gx, *scalars, 0, 0)
             return
         gp = gp[:nb]
-        kernel[_blocks(nb * padded), THREADS, stream](cols, gp, *scalars, -t, -l)
-        fold[_blocks(nb * plane), THREADS, stream](gp, gx, t, l, mode)
+        kernel[striding_blocks(nb * padded, THREADS), THREADS, stream](cols, gp, *scalars, -t, -l)
+        fold[striding_blocks(nb * plane, THREADS), THREADS, stream](gp, gx, t, l, mode)
 
     return launch

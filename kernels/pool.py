@@ -12,7 +12,7 @@ import math
 import numpy as np
 from numba import cuda, int64
 
-from ._common import numba_type, unflatten_nchw
+from ._common import numba_type, striding_blocks, unflatten_nchw
 
 # Threads per block of the windowed kernels: one thread per output element, q fastest, so a warp's
 # window reads overlap in L1 and each input byte comes from DRAM about once; 256 keeps 8 warps/block.
@@ -20,10 +20,6 @@ POOL_THREADS = 256
 # Threads per block of the global reductions; a plane gets WARPS_PER_PLANE warps (1..8, chosen by its
 # size on the host), so small planes pack several to a block and large ones get all 8 warps.
 GLOBAL_THREADS = 256
-
-
-def _grid(total, threads):
-    return max(1, min(-(-total // threads), 65535 * 8))
 
 
 # ----------------------------------------------------------------------------- windowed max / avg
@@ -71,7 +67,7 @@ def launch_max_pool2d(g, dtype):
     # Launch plan: 1-D grid of 256-thread blocks, one thread per output element (q fastest),
     # grid-striding past 65535·8 blocks.
     kernel = max_pool2d_kernel(dtype)
-    blocks = _grid(g.N * g.C * g.P * g.Q, POOL_THREADS)
+    blocks = striding_blocks(g.N * g.C * g.P * g.Q, POOL_THREADS)
     scalars = (g.kernel[0], g.kernel[1], g.stride[0], g.stride[1], g.pad[0], g.pad[1], g.dilation[0], g.dilation[1])
 
     def launch(x, y, idx, with_idx, stream):
@@ -132,7 +128,7 @@ def avg_pool2d_kernel(dtype):
 def launch_avg_pool2d(g, dtype, count_include_pad, divisor):
     # Launch plan: as max pooling, one thread per output element, q fastest.
     kernel = avg_pool2d_kernel(dtype)
-    blocks = _grid(g.N * g.C * g.P * g.Q, POOL_THREADS)
+    blocks = striding_blocks(g.N * g.C * g.P * g.Q, POOL_THREADS)
     scalars = (g.kernel[0], g.kernel[1], g.stride[0], g.stride[1], g.pad[0], g.pad[1], count_include_pad, divisor)
 
     def launch(x, y, stream):
@@ -286,7 +282,7 @@ def launch_max_pool2d_backward(g, dtype):
     # Launch plan: 1-D grid of 256-thread blocks, one thread per input element (w fastest, so a warp's
     # gradient stores coalesce), grid-striding past 65535·8 blocks.
     kernel = max_pool2d_backward_kernel(dtype)
-    blocks = _grid(g.N * g.C * g.H * g.W, POOL_THREADS)
+    blocks = striding_blocks(g.N * g.C * g.H * g.W, POOL_THREADS)
     scalars = (g.kernel[0], g.kernel[1], g.stride[0], g.stride[1], g.pad[0], g.pad[1], g.dilation[0], g.dilation[1])
 
     def launch(go, idx, gx, stream):
@@ -328,7 +324,7 @@ def avg_pool2d_backward_kernel(dtype):
 def launch_avg_pool2d_backward(g, dtype, count_include_pad, divisor):
     # Launch plan: as max pooling's backward, one thread per input element, w fastest.
     kernel = avg_pool2d_backward_kernel(dtype)
-    blocks = _grid(g.N * g.C * g.H * g.W, POOL_THREADS)
+    blocks = striding_blocks(g.N * g.C * g.H * g.W, POOL_THREADS)
     scalars = (g.kernel[0], g.kernel[1], g.stride[0], g.stride[1], g.pad[0], g.pad[1], count_include_pad, divisor)
 
     def launch(go, gx, stream):

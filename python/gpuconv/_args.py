@@ -7,6 +7,7 @@ GPU wrappers can key their caches of launch plans on them).
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from dataclasses import dataclass
@@ -125,6 +126,23 @@ def activation_spec(activation) -> tuple[str | None, float]:
 def hashable(v):
     """Lists -> tuples, so user arguments can key the wrappers' plan caches."""
     return tuple(v) if isinstance(v, list) else v
+
+
+def memoized(build):
+    """build(*args), cached on its arguments (lists made tuples, so [1, 2] and (1, 2) share an entry);
+    arguments that still cannot be hashed go to build uncached, so its own checks and messages apply."""
+    cached = functools.lru_cache(maxsize=1024, typed=True)(build)
+
+    def call(*args):
+        args = tuple([tuple(a) if isinstance(a, list) else a for a in args])   # hashable(), inlined: per call
+        try:
+            return cached(*args)
+        except TypeError as e:
+            if "unhashable" not in str(e):
+                raise
+            return build(*args)
+
+    return call
 
 
 # --------------------------------------------------------------------------- arrays

@@ -94,13 +94,14 @@ def _data_grad(dtype, stride, pads_tl, dilation, groups, origin, has_bias):
     return kback.launch_data_grad(dtype, stride, pads_tl, dilation, groups, origin, has_bias)
 
 
+# Launchers built once per (shape, options), like every other wrapper's.
+_bias_grad = functools.lru_cache(maxsize=1024)(kback.launch_bias_grad)
+_activation_grad = functools.lru_cache(maxsize=1024)(epilogue.launch_activation_grad)
+
+
 @functools.lru_cache(maxsize=1024)
 def _fold(g, dtype):
-    kernel = kim2col.fold_padding_kernel(dtype)
-    t, _, l, _ = g.pads
-    mode = _common.PAD_CODES[g.padding_mode]
-    blocks = max(1, min(-(-(g.N * g.C * g.H * g.W) // kim2col.THREADS), 65535 * 8))
-    return lambda gp, gx, s: kernel[blocks, kim2col.THREADS, s](gp, gx, t, l, mode)
+    return kim2col.launch_fold_padding(g, dtype, _common.PAD_CODES[g.padding_mode])
 
 
 def _input_grad(g, dtype, dgo, dw, dgx, s):
@@ -132,7 +133,7 @@ def gpu_conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, gr
     w_shape = _args.shape_of(weight, "weight", 4)
     go_shape = _args.shape_of(grad_out, "grad_out", 4)
     bias_shape = None if bias is None else _args.shape_of(bias, "bias", 1)
-    g = _args.conv2d_geometry(x_shape, w_shape, stride, padding, dilation, groups, padding_mode, bias_shape)
+    g = conv.geometry(x_shape, w_shape, stride, padding, dilation, groups, padding_mode, bias_shape)
     if go_shape != g.out_shape:
         raise ValueError(f"grad_out must have the forward's output shape {g.out_shape}, got {go_shape}")
     needs = _check_needs(needs)
@@ -153,7 +154,7 @@ def gpu_conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, gr
             db = conv._dummy_bias(dtype) if bias is None else _interop.device_view(bias, kinds["bias"], s)
             conv._launcher(g, dtype, None, bias is not None, None, 0.0)(dx, dw, db, z, s)
         dense = cuda.device_array(g.out_shape, dtype=dtype, stream=s)
-        epilogue.launch_activation_grad(g.out_shape, dtype, _common.ACT_CODES[act], alpha)(dgo, z, dense, s)
+        _activation_grad(g.out_shape, dtype, _common.ACT_CODES[act], alpha)(dgo, z, dense, s)
         dgo = dense
 
     results = []
@@ -171,7 +172,7 @@ def gpu_conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, gr
         results.append(None)
     if "bias" in needs:
         res, dgb = _interop.output(None, None, (g.K,), dtype, kind, grad_out, s)
-        kback.launch_bias_grad(g.K, dtype)(dgo, dgb, s)
+        _bias_grad(g.K, dtype)(dgo, dgb, s)
         results.append(_interop.result(res, dgb, kind, None, s))
     else:
         results.append(None)
@@ -181,21 +182,7 @@ def gpu_conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, gr
 # ----------------------------------------------------------------------------- transposed convolution
 
 
-def _transpose_geometry(x_shape, w_shape, stride, padding, output_padding, groups, dilation, bias_shape):
-    try:
-        return _transpose_geometry_cached(x_shape, w_shape, _args.hashable(stride), _args.hashable(padding),
-                                          _args.hashable(output_padding), groups, _args.hashable(dilation),
-                                          bias_shape)
-    except TypeError as e:
-        if "unhashable" not in str(e):
-            raise
-        return _args.conv_transpose2d_geometry(x_shape, w_shape, stride, padding, output_padding, groups, dilation,
-                                               bias_shape)
-
-
-@functools.lru_cache(maxsize=1024)
-def _transpose_geometry_cached(*args):
-    return _args.conv_transpose2d_geometry(*args)
+_transpose_geometry = _args.memoized(_args.conv_transpose2d_geometry)
 
 
 def gpu_conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1, *,
@@ -250,13 +237,13 @@ def gpu_conv_transpose2d_backward(grad_out, x, weight, stride=1, padding=0, outp
     if "weight" in needs:
         if not _pixels_mergeable(x_shape, dx):
             dense = cuda.device_array(x_shape, dtype=dtype, stream=s)
-            epilogue.launch_activation_grad(x_shape, dtype, _common.ACT_NONE, 0.0)(dx, dx, dense, s)
+            _activation_grad(x_shape, dtype, _common.ACT_NONE, 0.0)(dx, dx, dense, s)
             dx = dense
         res, dgw = _interop.output(None, None, w_shape, dtype, kind, grad_out, s)
         wplan.run(dx, dgo, dgw, kind, grad_out, s)      # x plays the convolution's output gradient
         results[1] = _interop.result(res, dgw, kind, None, s)
     if "bias" in needs:
         res, dgb = _interop.output(None, None, (g.C,), dtype, kind, grad_out, s)
-        kback.launch_bias_grad(g.C, dtype)(dgo, dgb, s)
+        _bias_grad(g.C, dtype)(dgo, dgb, s)
         results[2] = _interop.result(res, dgb, kind, None, s)
     return tuple(results)

@@ -20,9 +20,7 @@ _DIRECT_KERNELS = {
 }
 
 
-@functools.lru_cache(maxsize=1024)
-def _geometry(x_shape, w_shape, stride, padding, dilation, groups, padding_mode, bias_shape):
-    return _args.conv2d_geometry(x_shape, w_shape, stride, padding, dilation, groups, padding_mode, bias_shape)
+geometry = _args.memoized(_args.conv2d_geometry)   # (x_shape, w_shape, stride, ..., bias_shape), checked once
 
 
 def choose_direct_kernel(g, dtype) -> str:
@@ -78,13 +76,7 @@ def gpu_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     x_shape = _args.shape_of(x, "x", 4)
     w_shape = _args.shape_of(weight, "weight", 4)
     bias_shape = None if bias is None else _args.shape_of(bias, "bias", 1)
-    try:
-        g = _geometry(x_shape, w_shape, _args.hashable(stride), _args.hashable(padding),
-                      _args.hashable(dilation), groups, padding_mode, bias_shape)
-    except TypeError as e:
-        if "unhashable" not in str(e):
-            raise
-        g = _args.conv2d_geometry(x_shape, w_shape, stride, padding, dilation, groups, padding_mode, bias_shape)
+    g = geometry(x_shape, w_shape, stride, padding, dilation, groups, padding_mode, bias_shape)
     act, alpha = _args.activation_spec(activation)
     if algo not in ALGOS:
         raise ValueError(f"algo must be one of {', '.join(ALGOS)} in this version, got {algo!r}")

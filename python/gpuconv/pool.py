@@ -12,19 +12,7 @@ from gpuconv.kernels import pool as kpool
 from . import _args, _interop
 
 
-@functools.lru_cache(maxsize=1024)
-def _geometry(x_shape, kernel_size, stride, padding, dilation, ceil_mode):
-    return _args.pool2d_geometry(x_shape, kernel_size, stride, padding, dilation, ceil_mode)
-
-
-def _pool_geometry(x_shape, kernel_size, stride, padding, dilation, ceil_mode):
-    try:
-        return _geometry(x_shape, _args.hashable(kernel_size), _args.hashable(stride), _args.hashable(padding),
-                         _args.hashable(dilation), ceil_mode)
-    except TypeError as e:
-        if "unhashable" not in str(e):
-            raise
-        return _args.pool2d_geometry(x_shape, kernel_size, stride, padding, dilation, ceil_mode)
+_pool_geometry = _args.memoized(_args.pool2d_geometry)   # (x_shape, kernel_size, stride, ...), checked once
 
 
 # Each cached launcher is built once per (shape, options) and called as launch(x, y, idx, stream).
