@@ -37,7 +37,8 @@ def _cmd_shape(args) -> int:
 def _cmd_kernels(args) -> int:
     from . import kernel_report
 
-    return kernel_report.main(args.arch, fail_on_spill=args.fail_on_spill)
+    return kernel_report.main(args.arch, fail_on_spill=args.fail_on_spill, write_dir=args.write,
+                              check_path=args.check, lock_path=args.lock, quiet=args.quiet, only=args.only)
 
 
 def _cmd_bench(args) -> int:
@@ -73,10 +74,20 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("layers", nargs="*", help="layer specs, each one quoted argument")
     sp.set_defaults(func=_cmd_shape)
 
-    kp = sub.add_parser("kernels", help="compile every kernel to PTX (no GPU needed) and print ptxas's "
-                                        "registers, shared memory and spills")
+    kp = sub.add_parser("kernels", help="the static kernel report: every kernel compiled to sm_90/sm_80 machine "
+                                        "code (no GPU needed), its registers, occupancy, hot-loop instruction mix "
+                                        "and issue-bound ceiling")
     kp.add_argument("--arch", nargs="+", default=["sm_90", "sm_80"], help="targets (default: sm_90 sm_80)")
     kp.add_argument("--fail-on-spill", action="store_true", help="exit 1 if a kernel that dispatch uses spills")
+    kp.add_argument("--write", metavar="DIR", default=None, help="write <arch>.md and <arch>.json to DIR "
+                                                                 "(the committed copy: bench/static)")
+    kp.add_argument("--check", metavar="THRESHOLDS", default=None,
+                    help="exit 1 if a dispatched kernel is worse than these thresholds (bench/static/thresholds.json)")
+    kp.add_argument("--lock", metavar="THRESHOLDS", default=None,
+                    help="write today's sm_90 figures as the thresholds (a deliberate commit, with a reason)")
+    kp.add_argument("--quiet", action="store_true", help="no table on the terminal")
+    kp.add_argument("--only", nargs="+", metavar="KERNEL", default=None,
+                    help="measure only these kernels (fast, while working on one)")
     kp.set_defaults(func=_cmd_kernels)
 
     bp = sub.add_parser("bench", help="check every case against the reference, then time it (GPU only)")

@@ -1,171 +1,71 @@
-"""Static kernel report: compile every kernel to PTX (no GPU needed) and run `ptxas -v` on it.
+"""Static kernel report: every dispatched kernel compiled offline (no GPU) and read back from its machine code.
 
-Prints registers, static shared memory, stack frame (local memory) and ptxas's own
-"N bytes spill stores / N bytes spill loads" per kernel, dtype and target. Compiling needs numba-cuda's
-NVVM (the cu13 extra) and a ptxas at least as new as it (the nvidia-cuda-nvcc wheel brings one).
-The simulator cannot compile, so from a simulator process the report re-runs itself in a child
-process with the simulator off.
+Each kernel of gpuconv.kernel_specs is compiled with Numba's NVVM to PTX, assembled by `ptxas -v` into
+a cubin for each target architecture, and disassembled by `nvdisasm`. From ptxas: registers, static
+shared memory, stack and spills. From the SASS (gpuconv.sass): the hot loop's instruction mix. From
+both (gpuconv.perf_model): occupancy and the issue-bound ceiling on H100 / H200 (sm_90) and A100
+(sm_80). `gpuconv kernels` prints it; `--write DIR` writes `<arch>.md` and `<arch>.json` (the
+committed copies live in bench/static/); `--check THRESHOLDS` fails when a dispatched kernel got
+worse than the committed thresholds; `--lock THRESHOLDS` writes today's figures as the thresholds.
+
+Compiling needs numba-cuda's NVVM (the cu13 extra) and ptxas/nvdisasm at least as new as it (the
+nvidia-cuda-nvcc and nvidia-cuda-nvdisasm wheels of the dev extra; both are pinned there so that the
+committed report is reproducible). The simulator cannot compile, so from a simulator process the
+report re-runs itself in a child process with the simulator off.
 """
 
 from __future__ import annotations
 
-import functools
+import json
+import math
 import os
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from . import _runtime
+from . import _runtime, perf_model, sass
+from .kernel_specs import KernelSpec, kernel_specs
+
+ARCHS = ("sm_90", "sm_80")
+DTYPES = ("float32", "float64")
+REFERENCE_TARGET = {"sm_90": "H200", "sm_80": "A100"}   # the target whose figures thresholds are read on
 
 
-@dataclass(frozen=True)
-class KernelSpec:
-    name: str
-    factory: object          # dtype -> numba dispatcher
-    args: object             # dtype -> tuple of numba argument types, as the launcher passes them
-    dispatched: bool         # used by gpu_conv2d's dispatch (a spill here fails CI)
-    dynamic_smem: int        # most dynamic shared memory a launch asks for, bytes (0: none)
+# ----------------------------------------------------------------------------- tools
 
 
-def _conv_args(extra_ints):
-    def args(dtype):
-        from numba import types
-
-        from gpuconv.kernels._common import numba_type
-
-        t = numba_type(dtype)
-        a4 = types.Array(t, 4, "C")
-        return (a4, a4, types.Array(t, 1, "C"), a4) + (types.int64,) * 7 + \
-            (types.int64, types.boolean, types.int64, t) + (types.int64,) * extra_ints
-    return args
-
-
-def _pool_args(kind):
-    def args(dtype):
-        from numba import types
-
-        from gpuconv.kernels._common import numba_type
-
-        a4 = types.Array(numba_type(dtype), 4, "C")
-        i4 = types.Array(types.int64, 4, "C")
-        if kind == "max":
-            return (a4, a4, i4) + (types.int64,) * 8 + (types.boolean,)
-        if kind == "avg":
-            return (a4, a4) + (types.int64,) * 6 + (types.boolean, types.int64)
-        if kind == "max_backward":
-            return (a4, i4, a4) + (types.int64,) * 8
-        if kind == "avg_backward":
-            return (a4, a4) + (types.int64,) * 6 + (types.boolean, types.int64)
-        return (a4, a4, i4, types.boolean, types.boolean, types.int64)
-    return args
-
-
-def _gemm_args(store, implicit=False):
-    def args(dtype):
-        from numba import types
-
-        from gpuconv.kernels._common import numba_type
-
-        t = numba_type(dtype)
-        c = types.Array(t, 4 if store == "nchw" else 3, "A")
-        b = types.Array(t, 4 if implicit else 3, "A")
-        return (types.Array(t, 3, "A"), b, c, types.Array(t, 1, "C")) + \
-            (types.int64,) * 3 + (types.boolean,) * 2 + (types.int64, types.int64, t, types.UniTuple(types.int64, 9))
-    return args
-
-
-def _arrays_then(ranks, ints, alpha=False):
-    """Args of a kernel taking strided arrays of `ranks`, then `ints` int64 scalars (and a float)."""
-    def args(dtype):
-        from numba import types
-
-        from gpuconv.kernels._common import numba_type
-
-        t = numba_type(dtype)
-        return tuple(types.Array(t, r, "A") for r in ranks) + (types.int64,) * ints + ((t,) if alpha else ())
-    return args
-
-
-def _data_grad_args(dtype):
-    from numba import types
-
-    from gpuconv.kernels._common import numba_type
-
-    t = numba_type(dtype)
-    a4 = types.Array(t, 4, "A")
-    return (a4, a4, types.Array(t, 1, "A"), a4) + (types.int64,) * 9 + (types.boolean,)
-
-
-def _wino_output_args(dtype):
-    from numba import types
-
-    from gpuconv.kernels._common import numba_type
-
-    t = numba_type(dtype)
-    return (types.Array(t, 3, "A"), types.Array(t, 4, "A"), types.Array(t, 1, "A")) + (types.int64,) * 3 + \
-        (types.boolean, types.int64, t)
-
-
-def kernel_specs() -> list[KernelSpec]:
-    from gpuconv.kernels import backward, direct, epilogue, gemm, im2col, implicit_gemm, pool, winograd
-    from gpuconv.kernels._common import ACT_LEAKY_RELU, ACT_RELU
-
-    return [
-        KernelSpec("conv2d_general", direct.conv2d_general_kernel, _conv_args(0), True, 0),
-        KernelSpec("conv2d_tiled", direct.conv2d_tiled_kernel, _conv_args(3), True, direct.SMEM_BUDGET_BYTES),
-        KernelSpec("conv2d_depthwise", direct.conv2d_depthwise_kernel, _conv_args(1), True, 48 * 1024),
-        KernelSpec("max_pool2d", pool.max_pool2d_kernel, _pool_args("max"), True, 0),
-        KernelSpec("avg_pool2d", pool.avg_pool2d_kernel, _pool_args("avg"), True, 0),
-        KernelSpec("global_pool2d", pool.global_pool2d_kernel, _pool_args("global"), True, 0),
-        KernelSpec("gemm", functools.partial(gemm.gemm_kernel, store="matrix"), _gemm_args("matrix"), True, 0),
-        KernelSpec("gemm_nchw_bias_leaky_acc", functools.partial(
-            gemm.gemm_kernel, store="nchw", bias_mode=gemm.BIAS_ROW, act=ACT_LEAKY_RELU, accumulate=True),
-            _gemm_args("nchw"), True, 0),
-        KernelSpec("implicit_gemm_bias_relu", functools.partial(
-            implicit_gemm.implicit_gemm_kernel, bias_mode=gemm.BIAS_ROW, act=ACT_RELU),
-            _gemm_args("nchw", implicit=True), True, 0),
-        *[spec for m in winograd.TILE_SIZES for spec in (
-            KernelSpec(f"winograd{m}_filter", functools.partial(winograd.filter_transform_kernel, m=m),
-                       _arrays_then((4, 3), 0), True, 0),
-            KernelSpec(f"winograd{m}_input", functools.partial(winograd.input_transform_kernel, m=m),
-                       _arrays_then((4, 3), 6), True, 0),
-            KernelSpec(f"winograd{m}_output", functools.partial(winograd.output_transform_kernel, m=m),
-                       _wino_output_args, True, 0))],
-        KernelSpec("im2col", im2col.im2col_kernel, _arrays_then((4, 3), 12), True, 0),
-        KernelSpec("col2im", im2col.col2im_kernel, _arrays_then((3, 4), 12), True, 0),
-        KernelSpec("fold_padding", im2col.fold_padding_kernel, _arrays_then((4, 4), 3), True, 0),
-        KernelSpec("activation", epilogue.activation_kernel, _arrays_then((4,), 1, alpha=True), True, 0),
-        KernelSpec("activation_grad", epilogue.activation_grad_kernel, _arrays_then((4, 4, 4), 1, alpha=True), True,
-                   0),
-        KernelSpec("conv2d_data_grad", backward.data_grad_kernel, _data_grad_args, True, 0),
-        KernelSpec("conv2d_bias_grad", backward.bias_grad_kernel, _arrays_then((4, 1), 0), True, 0),
-        KernelSpec("max_pool2d_backward", pool.max_pool2d_backward_kernel, _pool_args("max_backward"), True, 0),
-        KernelSpec("avg_pool2d_backward", pool.avg_pool2d_backward_kernel, _pool_args("avg_backward"), True, 0),
-    ]
-
-
-def find_ptxas() -> str | None:
-    """The newest ptxas we can find: the nvidia-cuda-nvcc wheel's first, then PATH."""
+def find_tool(name: str) -> str | None:
+    """ptxas or nvdisasm: the NVIDIA wheels' copy first (nvidia-cuda-nvcc / -nvdisasm), then PATH."""
     try:
         import nvidia
 
         for root in nvidia.__path__:
-            for sub in ("cu13/bin/ptxas", "cuda_nvcc/bin/ptxas", "cu12/bin/ptxas"):
-                p = os.path.join(root, sub)
+            for sub in ("cu13/bin", "cuda_nvcc/bin", "cuda_nvdisasm/bin", "cu12/bin"):
+                p = os.path.join(root, sub, name)
                 if os.path.exists(p):
                     return p
     except ImportError:
         pass
-    return shutil.which("ptxas")
+    return shutil.which(name)
 
 
-_PROPS = re.compile(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads")
-_USED = re.compile(r"Used (\d+) registers(?:, used \d+ barriers)?(?:, (\d+) bytes smem)?")
+def find_ptxas() -> str | None:
+    return find_tool("ptxas")
+
+
+def tool_version(path: str | None) -> str | None:
+    if not path:
+        return None
+    out = subprocess.run([path, "--version"], capture_output=True, text=True).stdout
+    lines = [ln for ln in out.splitlines() if "release" in ln.lower()]
+    return lines[-1].split("release", 1)[1].strip().split(",")[0] if lines else out.strip().splitlines()[-1]
+
+
+# ----------------------------------------------------------------------------- one kernel
 
 
 @dataclass
@@ -173,68 +73,401 @@ class Row:
     name: str
     dtype: str
     arch: str
+    dispatched: bool
+    kind: str
+    threads: int
     registers: int
-    smem: int
+    smem: int                          # static shared memory, bytes
+    dynamic_smem: int                  # most dynamic shared memory a launch asks for, bytes
     stack: int
     spill_stores: int
     spill_loads: int
-    dispatched: bool
-    dynamic_smem: int
+    blocks_per_sm: int = 0
+    warps_per_sm: int = 0
+    occupancy_limit: str = ""
+    hot_rule: str = ""
+    hot_found: bool = False
+    hot_trips: object = 1
+    hot_instructions: float = 0
+    fma: dict = field(default_factory=dict)            # class -> count in the hot loop
+    fma_share: float = 0.0                              # the dtype's FMA class / hot-loop instructions
+    shared_loads: dict = field(default_factory=dict)   # bits -> count (LDS)
+    global_loads: dict = field(default_factory=dict)   # bits -> count (LDG)
+    generic_loads: dict = field(default_factory=dict)  # bits -> count (LD: global address space lost)
+    shared_stores: dict = field(default_factory=dict)
+    global_stores: dict = field(default_factory=dict)
+    generic_stores: dict = field(default_factory=dict)
+    local_accesses: float = 0                          # LDL + STL in the hot loop
+    hot_div64: float = 0                               # 64-bit division sites in the hot loop
+    kernel_div64: int = 0                              # ... in the whole kernel
+    hot_calls: float = 0
+    bytes_per_iteration: float = 0.0                   # memory kernels
+    instructions_per_byte: float = 0.0                 # memory kernels
+    ceilings: dict = field(default_factory=dict)       # target -> fraction of peak / of HBM bandwidth
+    sass: bool = True                                  # False: nvdisasm missing, only ptxas figures
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}/{self.dtype}"
 
 
-def compile_row(spec: KernelSpec, dtype, arch: str, ptxas: str) -> Row:
+def _precision(dtype: str, fma: dict) -> tuple[str, str]:
+    """(the FMA class that is the kernel's useful work, the peak it is measured against)."""
+    if fma.get("HMMA") or fma.get("DMMA"):
+        return ("HMMA" if fma.get("HMMA") else "DMMA"), "tensor"
+    return ("DFMA", "fp64") if dtype == "float64" else ("FFMA", "fp32")
+
+
+def ptx_of(spec: KernelSpec, dtype: str, arch: str) -> str:
     from numba import cuda
 
     cc = (int(arch[3:-1]), int(arch[-1]))
-    ptx, _ = cuda.compile_ptx(spec.factory(dtype).py_func, spec.args(dtype), cc=cc)
-    with tempfile.TemporaryDirectory() as d:
-        path = os.path.join(d, "k.ptx")
-        with open(path, "w") as f:
-            f.write(ptx)
-        proc = subprocess.run([ptxas, "-v", f"-arch={arch}", path, "-o", os.path.join(d, "k.cubin")],
-                              capture_output=True, text=True)
+    ptx, _ = cuda.compile_ptx(spec.factory(np.dtype(dtype)).py_func, spec.args(np.dtype(dtype)), cc=cc)
+    return ptx
+
+
+def assemble(ptx: str, arch: str, ptxas: str, workdir: str) -> tuple[str, str]:
+    """(cubin path, ptxas -v output)."""
+    path = os.path.join(workdir, "k.ptx")
+    cubin = os.path.join(workdir, "k.cubin")
+    with open(path, "w") as f:
+        f.write(ptx)
+    proc = subprocess.run([ptxas, "-v", f"-arch={arch}", path, "-o", cubin], capture_output=True, text=True)
     text = proc.stdout + proc.stderr
     if proc.returncode != 0:
-        raise RuntimeError(f"ptxas failed on {spec.name} ({np.dtype(dtype).name}, {arch}):\n{text.strip()}")
-    props, used = _PROPS.search(text), _USED.search(text)
-    return Row(spec.name, np.dtype(dtype).name, arch, int(used.group(1)), int(used.group(2) or 0),
-               int(props.group(1)), int(props.group(2)), int(props.group(3)), spec.dispatched, spec.dynamic_smem)
+        raise RuntimeError(f"ptxas failed:\n{text.strip()}")
+    return cubin, text
 
 
-def format_row(r: Row) -> str:
-    dyn = f" + dynamic <= {r.dynamic_smem} B" if r.dynamic_smem else ""
-    return (f"{r.name:<18} {r.dtype:<8} {r.arch:<6} {r.registers:>4} registers  smem {r.smem} B{dyn:<22}  "
-            f"stack {r.stack} B  {r.spill_stores} bytes spill stores  {r.spill_loads} bytes spill loads"
-            f"{'' if r.dispatched else '  (not dispatched)'}")
+def disassemble(cubin: str, nvdisasm: str) -> str:
+    proc = subprocess.run([nvdisasm, "-c", cubin], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"nvdisasm failed:\n{proc.stderr.strip()}")
+    return proc.stdout
 
 
-def report(archs, dtypes=(np.float32, np.float64)) -> list[Row]:
-    ptxas = find_ptxas()
+def _ptxas_figures(text: str) -> dict:
+    import re
+
+    props = re.search(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads", text)
+    used = re.search(r"Used (\d+) registers(?:, used \d+ barriers)?(?:, (\d+) bytes smem)?", text)
+    return dict(registers=int(used.group(1)), smem=int(used.group(2) or 0), stack=int(props.group(1)),
+                spill_stores=int(props.group(2)), spill_loads=int(props.group(3)))
+
+
+def measure(spec: KernelSpec, dtype: str, arch: str, ptxas: str, nvdisasm: str | None,
+            ptx: str | None = None) -> Row:
+    """Compile one kernel (or take its PTX) and measure it."""
+    with tempfile.TemporaryDirectory() as d:
+        cubin, text = assemble(ptx if ptx is not None else ptx_of(spec, dtype, arch), arch, ptxas, d)
+        disasm = disassemble(cubin, nvdisasm) if nvdisasm else None
+    row = Row(spec.name, dtype, arch, spec.dispatched, spec.kind, spec.threads, dynamic_smem=spec.dynamic_smem,
+              **_ptxas_figures(text))
+    targets = perf_model.targets_for(arch)
+    occ = perf_model.occupancy(row.registers, spec.threads, row.smem + spec.dynamic_smem, targets[0])
+    row.blocks_per_sm, row.warps_per_sm, row.occupancy_limit = occ.blocks, occ.warps, occ.limit
+    if disasm is None:
+        row.sass = False
+        return row
+    hot, whole = sass.analyse(sass.kernel_function(sass.parse(disasm)), spec.hot, spec.trips)
+    mix = hot.mix
+    row.hot_rule, row.hot_found, row.hot_trips = hot.rule, hot.found, hot.trips
+    row.hot_instructions = mix.instructions
+    row.fma = {k: v for k, v in sorted(mix.fma.items())}
+    cls, precision = _precision(dtype, row.fma)
+    row.fma_share = (row.fma.get(cls, 0) / mix.instructions) if mix.instructions else 0.0
+    row.shared_loads, row.global_loads, row.generic_loads = (mix.loads(s) for s in ("shared", "global", "generic"))
+    row.shared_stores, row.global_stores, row.generic_stores = (mix.stores(s) for s in ("shared", "global", "generic"))
+    row.local_accesses = sum(mix.loads("local").values()) + sum(mix.stores("local").values())
+    row.hot_div64, row.kernel_div64, row.hot_calls = mix.division_sites, int(whole.division_sites), mix.calls
+    if spec.kind == "memory":
+        row.bytes_per_iteration = spec.bytes_per_iteration(np.dtype(dtype).itemsize)
+        row.instructions_per_byte = mix.instructions / row.bytes_per_iteration
+        row.ceilings = {t.name: perf_model.memory_ceiling(mix.instructions, row.bytes_per_iteration, t)
+                        for t in targets}
+    else:
+        row.ceilings = {t.name: perf_model.compute_ceiling(row.fma_share, precision, t) for t in targets}
+    return row
+
+
+def report(archs=ARCHS, dtypes=DTYPES, specs=None, only=None) -> list[Row]:
+    """Measure `specs` (default: every kernel of gpuconv.kernel_specs, or the ones named in `only`)."""
+    ptxas, nvdisasm = find_tool("ptxas"), find_tool("nvdisasm")
     if ptxas is None:
-        raise RuntimeError("no ptxas found: install the cu13 extra (pip install 'gpuconv[cu13]') or the CUDA toolkit")
-    return [compile_row(spec, dt, arch, ptxas) for spec in kernel_specs() for dt in dtypes for arch in archs]
+        raise RuntimeError("no ptxas found: install the dev extra (pip install -e '.[dev]') or the CUDA toolkit")
+    specs = kernel_specs() if specs is None else specs
+    if only:
+        unknown = set(only) - {s.name for s in specs}
+        if unknown:
+            raise ValueError(f"unknown kernels {sorted(unknown)}; known: {', '.join(s.name for s in specs)}")
+        specs = [s for s in specs if s.name in only]
+    return [measure(spec, dt, arch, ptxas, nvdisasm) for spec in specs for dt in dtypes for arch in archs]
 
 
-def main(archs=("sm_90", "sm_80"), fail_on_spill=False) -> int:
+# ----------------------------------------------------------------------------- presentation
+
+
+def _widths(d: dict) -> str:
+    """{32: 4, 128: 2} -> "4×32 2×128"; "" for none."""
+    return " ".join(f"{_num(n)}×{bits}" for bits, n in sorted(d.items()) if n)
+
+
+def _num(v: float) -> str:
+    return str(int(v)) if float(v).is_integer() else f"{v:.1f}"
+
+
+def _ceiling_text(r: Row, target: str) -> str:
+    if not r.sass:
+        return "?"
+    frac = r.ceilings.get(target)
+    if frac is None:
+        return ""
+    t = perf_model.TARGETS[target]
+    if r.kind == "memory":
+        return f"{100 * frac:.0f}% ({frac * t.hbm_tb_s:.2f} TB/s)"
+    _, precision = _precision(r.dtype, r.fma)
+    if precision == "tensor":
+        return f"{100 * frac:.0f}% of tensor peak"
+    return f"{100 * frac:.0f}% ({frac * t.fp_peak_tflops(precision):.1f} TFLOP/s)"
+
+
+COLUMNS = ("kernel", "dtype", "regs", "smem (static + dyn)", "stack/spill", "blocks × warps / SM", "hot loop",
+           "instr", "FMA (share)", "LDS", "LDG", "LD generic", "div64 hot/sites")
+
+
+def row_cells(r: Row, targets) -> list[str]:
+    smem = f"{r.smem}" + (f" + ≤{r.dynamic_smem}" if r.dynamic_smem else "")
+    spill = f"{r.stack}/{r.spill_stores + r.spill_loads}"
+    occ = f"{r.blocks_per_sm} × {r.warps_per_sm // max(r.blocks_per_sm, 1)} = {r.warps_per_sm} ({r.occupancy_limit})"
+    if not r.sass:
+        return [r.name, r.dtype, str(r.registers), smem, spill, occ] + ["?"] * (len(COLUMNS) - 6 + len(targets))
+    trips = r.hot_trips if not isinstance(r.hot_trips, (list, tuple)) else ",".join(_num(t) for t in r.hot_trips)
+    hot = r.hot_rule + ("" if r.hot_found else " (none: whole kernel)") + (f", trips {trips}" if trips != 1 else "")
+    if r.kind == "memory":
+        hot += f", {r.instructions_per_byte:.1f} instr/B"
+    cls, _ = _precision(r.dtype, r.fma)
+    fma = f"{_num(r.fma.get(cls, 0))} ({100 * r.fma_share:.0f}%)"
+    div = f"{_num(r.hot_div64)}/{r.kernel_div64}"
+    return [r.name, r.dtype, str(r.registers), smem, spill, occ, hot, _num(r.hot_instructions), fma,
+            _widths(r.shared_loads), _widths(r.global_loads), _widths(r.generic_loads), div] + \
+        [_ceiling_text(r, t.name) for t in targets]
+
+
+def markdown(rows: list[Row], arch: str, versions: dict) -> str:
+    targets = perf_model.targets_for(arch)
+    head = list(COLUMNS) + [f"ceiling {t.name}" for t in targets]
+    lines = [f"# Static kernel report: {arch}", "",
+             "Generated by `gpuconv kernels --write bench/static` (no GPU needed); CI regenerates it and fails if "
+             "it differs from this copy, and checks `thresholds.json`.", "",
+             "Tools: " + ", ".join(f"{k} {v}" for k, v in versions.items()), "",
+             "How to read it (definitions in `python/gpuconv/sass.py`, assumptions in "
+             "`python/gpuconv/perf_model.py`):",
+             "- *hot loop*: the rule that picks it (`fma_inner`: innermost loop with FMAs; `fma_outer`: outermost "
+             "loop with FMAs, a GEMM's K step; `outer`: the grid-stride loop over elements; `kernel`: the whole "
+             "kernel per thread); nested loops count `trips` times; counts are static (both sides of a branch).",
+             "- *FMA (share)*: FFMA (float32) or DFMA (float64) in the hot loop, and their share of its "
+             "instructions; *LDS/LDG/LD generic*: loads by width in bits (count×bits); *div64*: 64-bit integer "
+             "division calls per hot-loop iteration (nested loops × trips) / call sites in the whole kernel.",
+             "- *ceiling*: compute kernels — the FMA share bounds the fraction of FP32 (FP64) peak the issue rate "
+             "allows; memory kernels — instructions per byte against the issue rate and HBM bandwidth "
+             "(instr/B: per byte of the kernel's standard case, see `python/gpuconv/kernel_specs.py`).", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        if r.arch == arch:
+            lines.append("| " + " | ".join(c.replace("|", "/") for c in row_cells(r, targets)) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("numba-cuda", "numba"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "?"
+    out["ptxas"] = tool_version(find_tool("ptxas")) or "missing"
+    out["nvdisasm"] = tool_version(find_tool("nvdisasm")) or "missing"
+    return out
+
+
+def write(rows: list[Row], out_dir: str) -> list[str]:
+    os.makedirs(out_dir, exist_ok=True)
+    vers = versions()
+    paths = []
+    for arch in sorted({r.arch for r in rows}):
+        md = os.path.join(out_dir, f"{arch}.md")
+        with open(md, "w") as f:
+            f.write(markdown(rows, arch, vers))
+        js = os.path.join(out_dir, f"{arch}.json")
+        with open(js, "w") as f:
+            json.dump(dict(arch=arch, versions=vers, kernels=[_jsonable(asdict(r)) for r in rows if r.arch == arch]),
+                      f, indent=1, sort_keys=True)
+            f.write("\n")
+        paths += [md, js]
+    return paths
+
+
+def _jsonable(d: dict) -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            v = {str(kk): (round(vv, 6) if isinstance(vv, float) else vv) for kk, vv in v.items()}
+        elif isinstance(v, float):
+            v = round(v, 6)
+        elif isinstance(v, tuple):
+            v = list(v)
+        out[k] = v
+    return out
+
+
+def print_table(rows: list[Row]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(width=max(200, shutil.get_terminal_size().columns))
+    for arch in sorted({r.arch for r in rows}, reverse=True):
+        targets = perf_model.targets_for(arch)
+        table = Table(title=f"static kernel report, {arch}", show_lines=False)
+        for c in list(COLUMNS) + [f"ceiling {t.name}" for t in targets]:
+            table.add_column(c, overflow="fold")
+        for r in rows:
+            if r.arch == arch:
+                table.add_row(*row_cells(r, targets))
+        console.print(table)
+
+
+# ----------------------------------------------------------------------------- thresholds (the CI ratchet)
+
+
+def lock(rows: list[Row], arch: str = "sm_90") -> dict:
+    """Today's figures of the dispatched kernels on `arch`, as thresholds (shares rounded down, instructions
+    per byte rounded up, so the same code always passes)."""
+    kernels = {}
+    for r in rows:
+        if r.arch != arch or not r.dispatched:
+            continue
+        t = dict(min_warps_per_sm=r.warps_per_sm, max_stack=r.stack, max_spill=r.spill_stores + r.spill_loads,
+                 max_hot_div64=r.hot_div64, max_local_accesses=r.local_accesses)
+        if r.kind == "memory":
+            t["max_instructions_per_byte"] = math.ceil(r.instructions_per_byte * 100) / 100
+        else:
+            t["min_fma_share"] = math.floor(r.fma_share * 1000) / 1000
+        kernels[r.key] = t
+    return dict(arch=arch, kernels=dict(sorted(kernels.items())))
+
+
+def check(rows: list[Row], thresholds: dict, partial: bool = False) -> list[str]:
+    """Regressions of the dispatched kernels against the thresholds (empty: none). partial: only the
+    kernels in rows are checked (a report of some kernels)."""
+    arch = thresholds["arch"]
+    found = {r.key: r for r in rows if r.arch == arch and r.dispatched}
+    names = {r.name for r in rows}
+    problems = []
+    for key, t in thresholds["kernels"].items():
+        if partial and key.split("/")[0] not in names:
+            continue
+        r = found.pop(key, None)
+        if r is None:
+            problems.append(f"{key}: has a threshold but was not measured (renamed or removed? update thresholds)")
+            continue
+        if not r.sass:
+            problems.append(f"{key}: no SASS (nvdisasm missing): cannot check")
+            continue
+        if r.warps_per_sm < t["min_warps_per_sm"]:
+            problems.append(f"{key}: occupancy fell to {r.warps_per_sm} warps/SM (threshold {t['min_warps_per_sm']}; "
+                            f"{r.registers} registers, {r.smem + r.dynamic_smem} B shared)")
+        if r.stack > t["max_stack"] or r.spill_stores + r.spill_loads > t["max_spill"]:
+            problems.append(f"{key}: stack {r.stack} B / spills {r.spill_stores + r.spill_loads} B "
+                            f"(threshold {t['max_stack']} / {t['max_spill']})")
+        if r.hot_div64 > t["max_hot_div64"]:
+            problems.append(f"{key}: {_num(r.hot_div64)} 64-bit division sites in the hot loop "
+                            f"(threshold {_num(t['max_hot_div64'])})")
+        if r.local_accesses > t.get("max_local_accesses", 0):
+            problems.append(f"{key}: {_num(r.local_accesses)} local-memory accesses in the hot loop "
+                            f"(threshold {_num(t.get('max_local_accesses', 0))})")
+        if "min_fma_share" in t and r.fma_share < t["min_fma_share"]:
+            problems.append(f"{key}: hot-loop FMA share fell to {r.fma_share:.3f} (threshold {t['min_fma_share']})")
+        if "max_instructions_per_byte" in t and r.instructions_per_byte > t["max_instructions_per_byte"]:
+            problems.append(f"{key}: {r.instructions_per_byte:.2f} instructions per byte "
+                            f"(threshold {t['max_instructions_per_byte']})")
+    for key in sorted(found):
+        problems.append(f"{key}: dispatched but has no threshold (add it with `gpuconv kernels --lock`)")
+    return problems
+
+
+# ----------------------------------------------------------------------------- command
+
+
+def main(archs=ARCHS, fail_on_spill=False, write_dir=None, check_path=None, lock_path=None, quiet=False,
+         only=None) -> int:
     if _runtime.SIMULATOR:
         env = dict(os.environ, NUMBA_ENABLE_CUDASIM="0", GPUCONV_SIMULATOR="0")
-        cmd = [sys.executable, "-m", "gpuconv.kernel_report", *archs] + (["--fail-on-spill"] if fail_on_spill else [])
+        cmd = [sys.executable, "-m", "gpuconv.kernel_report", "--arch", *archs]
+        cmd += ["--fail-on-spill"] if fail_on_spill else []
+        cmd += ["--write", write_dir] if write_dir else []
+        cmd += ["--check", check_path] if check_path else []
+        cmd += ["--lock", lock_path] if lock_path else []
+        cmd += ["--quiet"] if quiet else []
+        cmd += ["--only", *only] if only else []
         return subprocess.run(cmd, env=env).returncode
-    rows = report(archs)
-    print(f"static kernel report (ptxas: {find_ptxas()})")
-    for r in rows:
-        print(format_row(r))
+    nvdisasm = find_tool("nvdisasm")
+    if only and (write_dir or lock_path):
+        print("--only measures some kernels: it cannot --write or --lock the report", file=sys.stderr)
+        return 2
+    try:
+        rows = report(archs, only=only)
+    except (RuntimeError, ValueError) as e:
+        print(f"gpuconv kernels: {e}", file=sys.stderr)
+        return 2
+    if not quiet:
+        print_table(rows)
+    if nvdisasm is None:
+        print("nvdisasm not found: SASS figures (hot loop, FMA share, loads, ceilings) are missing. Install the dev "
+              "extra (pip install -e '.[dev]'), which brings nvidia-cuda-nvdisasm.", file=sys.stderr)
+    status = 0
     spilling = [r for r in rows if r.dispatched and (r.spill_stores or r.spill_loads or r.stack)]
     if spilling:
         print(f"{len(spilling)} dispatched kernel build(s) spill or use local memory:", file=sys.stderr)
         for r in spilling:
-            print("  " + format_row(r), file=sys.stderr)
-        return 1 if fail_on_spill else 0
-    print("no spills and no local memory in dispatched kernels")
-    return 0
+            print(f"  {r.key} {r.arch}: stack {r.stack} B, spills {r.spill_stores}/{r.spill_loads} B", file=sys.stderr)
+        status = 1 if fail_on_spill else 0
+    if write_dir:
+        for p in write(rows, write_dir):
+            print(f"wrote {p}")
+    if lock_path:
+        with open(lock_path, "w") as f:
+            json.dump(lock(rows), f, indent=1)
+            f.write("\n")
+        print(f"wrote {lock_path}")
+    if check_path:
+        with open(check_path) as f:
+            problems = check(rows, json.load(f), partial=bool(only))
+        if problems:
+            print(f"{len(problems)} regression(s) against {check_path}:", file=sys.stderr)
+            for p in problems:
+                print(f"  {p}", file=sys.stderr)
+            status = 1
+        else:
+            print(f"no regressions against {check_path}")
+    return status
+
+
+def _parse(argv):
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m gpuconv.kernel_report")
+    p.add_argument("--arch", nargs="+", default=list(ARCHS))
+    p.add_argument("--fail-on-spill", action="store_true")
+    p.add_argument("--write", default=None)
+    p.add_argument("--check", default=None)
+    p.add_argument("--lock", default=None)
+    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--only", nargs="+", default=None)
+    return p.parse_args(argv)
 
 
 if __name__ == "__main__":
-    argv = sys.argv[1:]
-    flag = "--fail-on-spill" in argv
-    sys.exit(main([a for a in argv if a != "--fail-on-spill"] or ("sm_90", "sm_80"), fail_on_spill=flag))
+    a = _parse(sys.argv[1:])
+    sys.exit(main(a.arch, a.fail_on_spill, a.write, a.check, a.lock, a.quiet, a.only))
