@@ -11,7 +11,7 @@ import math
 
 import numba
 import numpy as np
-from numba import cuda
+from numba import cuda, int32, int64, uint32, uint64
 
 # padding modes, as torch.nn.Conv2d's padding_mode
 PAD_ZEROS = 0
@@ -81,6 +81,111 @@ MAX_STRIDING_BLOCKS = 65535 * 8
 def striding_blocks(total, threads):
     """Blocks for a grid-striding 1-D launch over `total` elements: one per `threads`, capped."""
     return max(1, min(-(-int(total) // threads), MAX_STRIDING_BLOCKS))
+
+
+# ----------------------------------------------------------------------------- index math without division
+#
+# A division by a runtime extent is a 64-bit division call in Numba (`//` and `%` on int64), and even a
+# 32-bit one is a ~20-instruction sequence. Kernels take their coordinates from the grid instead, and
+# where one division remains (a flat in-plane index into row and column), it is a multiply by a
+# host-computed magic number.
+
+INT32_MAX = 2**31 - 1
+MAX_GRID_X = 2**31 - 1      # CUDA's limits on a grid's extents
+MAX_GRID_YZ = 65535
+
+
+def magic_numbers(d):
+    """(magic, shift) with (n · magic) >> shift == n // d for every 0 <= n < 2**31 (1 <= d < 2**31).
+
+    Granlund and Montgomery's round-up method: with 2**l >= d, magic = ceil(2**(31 + l) / d) < 2**32,
+    and the error magic·d − 2**(31+l) < d <= 2**l keeps every quotient of a 31-bit n exact."""
+    d = int(d)
+    if not 1 <= d <= INT32_MAX:
+        raise ValueError(f"divisor must be in [1, 2**31), got {d}")
+    shift = 31 + (d - 1).bit_length()
+    return np.uint32(-(-(1 << shift) // d)), np.uint32(shift)
+
+
+@cuda.jit(device=True, inline=True)
+def divmagic(n, magic, shift):
+    """n // d for 0 <= n < 2**31, given (magic, shift) = magic_numbers(d) as uint32: one 32×32 -> 64-bit
+    multiply and a shift."""
+    return int32((uint64(uint32(n)) * uint64(magic)) >> uint64(shift))
+
+
+def grid_chunks(n, limit=None):
+    """[(start, count)] covering range(n) in pieces of at most `limit` (default MAX_GRID_YZ: grid y and
+    z stop at 65535)."""
+    limit = MAX_GRID_YZ if limit is None else limit
+    return [(s, min(limit, n - s)) for s in range(0, max(int(n), 0), limit)]
+
+
+# ----------------------------------------------------------------------------- plane grids
+#
+# A kernel over the elements of an (N, C, P, Q) array takes each thread's coordinates from the grid, in
+# one of two variants compiled from the same source (a `dense` flag of its factory) and chosen per call:
+# - dense: every array C-contiguous and every plane's offsets within int32 (the wrapper proves it for
+#   the shape). Blocks walk a plane's P·Q elements flat (grid x) and the planes (grid y); (p, q) come
+#   from one magic-number division; offsets inside a plane are int32 from a 64-bit plane start, read
+#   and written through gpuconv.kernels._flat.
+# - general: any strides and any size. Blocks walk (row, column block) pairs (grid x: one magic
+#   division per thread, uniform across the block), channels (y) and images (z); int64 arithmetic and
+#   the arrays' own indexing. Extents past the grid's limits are split into several launches.
+# Both take the same trailing arguments (mag, sft, qblocks, o0, o1, o2): the magic numbers of the
+# division, the column blocks per row (general), and the offsets of this launch's chunk (general:
+# first row, channel and image; dense: first plane in o2).
+
+
+@cuda.jit(device=True, inline=True)
+def dense_coords(Q, mag, sft, o2):
+    """(e, p, q, plane): this thread's flat in-plane index (int32; may be past the plane's end, for the
+    caller to test), its row and column, and its plane (int64)."""
+    e = int32(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x)
+    p = divmagic(e, mag, sft)
+    return e, p, int32(e - p * Q), int64(o2) + cuda.blockIdx.y
+
+
+@cuda.jit(device=True, inline=True)
+def general_coords(mag, sft, qblocks, o0, o1, o2):
+    """(n, c, p, q) of this thread in a general plane grid (int64; q may be past the row's end)."""
+    b = int32(cuda.blockIdx.x)
+    r = divmagic(b, mag, sft)
+    q = int64(b - r * qblocks) * cuda.blockDim.x + cuda.threadIdx.x
+    return int64(o2) + cuda.blockIdx.z, int64(o1) + cuda.blockIdx.y, int64(o0) + r, q
+
+
+def plane_block(extent, threads):
+    """Threads per block for rows of `extent` elements: `threads`, or fewer (whole warps) for small ones."""
+    return max(32, min(threads, 32 * -(-int(extent) // 32)))
+
+
+def dense_plane_launches(planes, P, Q, threads):
+    """[(grid, block, tail)] of a dense plane grid over `planes` planes of P×Q elements."""
+    block = plane_block(P * Q, threads)
+    mag, sft = magic_numbers(Q)
+    return [((-(-(P * Q) // block), count), block, (mag, sft, 0, 0, 0, z0)) for z0, count in grid_chunks(planes)]
+
+
+def general_plane_launches(N, C, P, Q, threads):
+    """[(grid, block, tail)] of a general plane grid over (N, C, P, Q)."""
+    block = plane_block(Q, threads)
+    qblocks = -(-Q // block)
+    mag, sft = magic_numbers(qblocks)
+    rows = max(1, MAX_GRID_X // qblocks)
+    return [((qblocks * pc, cc, nc), block, (mag, sft, qblocks, p0, c0, n0))
+            for n0, nc in grid_chunks(N) for c0, cc in grid_chunks(C) for p0, pc in grid_chunks(P, rows)]
+
+
+def fits_int32(*extents):
+    """Do all these (non-negative) extents, offsets or products stay below 2**31 − 1024 (headroom for the
+    block that runs past a plane's end)?"""
+    return all(0 <= int(v) < INT32_MAX - 1024 for v in extents)
+
+
+def c_contiguous(*arrays):
+    """Are all these device arrays C-contiguous (the dense variant's precondition, checked per call)?"""
+    return all(a.is_c_contiguous() for a in arrays)
 
 
 @functools.cache

@@ -62,21 +62,33 @@ def _conv_args(extra_ints):
     return args
 
 
-def _pool_args(kind):
+def _plane_tail():
+    """The trailing plane-grid arguments (gpuconv.kernels._common): magic numbers, column blocks, offsets."""
+    from numba import types
+
+    return (types.uint32, types.uint32) + (types.int64,) * 4
+
+
+def _pool_args(kind, layout="C"):
     def args(dtype):
         from numba import types
 
-        a4 = types.Array(_numba_t(dtype), 4, "C")
-        i4 = types.Array(types.int64, 4, "C")
+        a4 = types.Array(_numba_t(dtype), 4, layout)
+        i4 = types.Array(types.int64, 4, layout)
         if kind == "max":
-            return (a4, a4, i4) + (types.int64,) * 8 + (types.boolean,)
+            return (a4, a4, i4) + (types.int64,) * 8 + (types.boolean,) + _plane_tail()
         if kind == "avg":
-            return (a4, a4) + (types.int64,) * 6 + (types.boolean, types.int64)
+            return (a4, a4) + (types.int64,) * 7 + _plane_tail()
         if kind == "max_backward":
-            return (a4, i4, a4) + (types.int64,) * 8
+            return (a4, i4, a4) + (types.int64,) * 5 + _plane_tail()
         if kind == "avg_backward":
-            return (a4, a4) + (types.int64,) * 6 + (types.boolean, types.int64)
-        return (a4, a4, i4, types.boolean, types.boolean, types.int64)
+            return (a4, a4, a4) + (types.int64,) * 5 + _plane_tail()
+        if kind in ("max_backward_element", "avg_backward_element"):
+            idx = i4 if kind.startswith("max") else a4
+            return (a4, idx, a4) + (types.int64,) * 9 + \
+                (types.UniTuple(types.uint32, 8), types.int64, types.int64) + _plane_tail()
+        return (a4, a4, i4, types.boolean, types.int64, types.int64, types.uint32, types.uint32, types.int64,
+                types.int64)
     return args
 
 
@@ -132,12 +144,20 @@ def kernel_specs() -> list[KernelSpec]:
                    direct.NTHREADS, "compute", "fma_inner"),
         KernelSpec("conv2d_depthwise", direct.conv2d_depthwise_kernel, _conv_args(1), True, 48 * 1024,
                    direct.NTHREADS, "memory", "kernel", (3, 3, 0), 4),
-        KernelSpec("max_pool2d", pool.max_pool2d_kernel, _pool_args("max"), True, 0, pool.POOL_THREADS, "memory",
-                   "outer", (3, 0), 5, 8),
-        KernelSpec("avg_pool2d", pool.avg_pool2d_kernel, _pool_args("avg"), True, 0, pool.POOL_THREADS, "memory",
-                   "outer", (3, 0), 5),
-        KernelSpec("global_pool2d", pool.global_pool2d_kernel, _pool_args("global"), True, 0, pool.GLOBAL_THREADS,
-                   "memory", "outer", 1, 1),
+        KernelSpec("max_pool2d", P(pool.max_pool2d_kernel, window=(3, 3, 1, 1)), _pool_args("max"), True, 0,
+                   pool.POOL_THREADS, "memory", "kernel", 1, 5, 8),
+        KernelSpec("avg_pool2d", P(pool.avg_pool2d_kernel, window=(3, 3, 1, 1)), _pool_args("avg"), True, 0,
+                   pool.POOL_THREADS, "memory", "kernel", 1, 5),
+        KernelSpec("max_pool2d_general", P(pool.max_pool2d_kernel, dense=False), _pool_args("max", "A"), True, 0,
+                   pool.POOL_THREADS, "memory", "kernel", (3, 0), 5, 8),
+        KernelSpec("avg_pool2d_general", P(pool.avg_pool2d_kernel, dense=False), _pool_args("avg", "A"), True, 0,
+                   pool.POOL_THREADS, "memory", "kernel", (3, 0), 5),
+        KernelSpec("global_max_pool2d", P(pool.global_pool2d_kernel, is_max=True), _pool_args("global"), True, 0,
+                   pool.GLOBAL_THREADS, "memory", "outer", 1, 4),
+        KernelSpec("global_avg_pool2d", P(pool.global_pool2d_kernel, is_max=False), _pool_args("global"), True, 0,
+                   pool.GLOBAL_THREADS, "memory", "outer", 1, 4),
+        KernelSpec("global_max_pool2d_general", P(pool.global_pool2d_kernel, is_max=True, dense=False),
+                   _pool_args("global", "A"), True, 0, pool.GLOBAL_THREADS, "memory", "outer", 1, 4),
         KernelSpec("gemm", P(gemm.gemm_kernel, store="matrix"), _gemm_args("matrix"), True, 0, gemm_threads,
                    "compute", "fma_outer", bk),
         KernelSpec("gemm_nchw_bias_leaky_acc", P(gemm.gemm_kernel, store="nchw", bias_mode=gemm.BIAS_ROW,
@@ -172,9 +192,17 @@ def kernel_specs() -> list[KernelSpec]:
                    "compute", "fma_inner"),
         KernelSpec("conv2d_bias_grad", backward.bias_grad_kernel, _arrays_then((4, 1), 0), True, 0,
                    backward.BIAS_THREADS, "memory", "outer", 1, 1),
-        KernelSpec("max_pool2d_backward", pool.max_pool2d_backward_kernel, _pool_args("max_backward"), True, 0,
-                   pool.POOL_THREADS, "memory", "outer", (2, 0), 1.25, 2),
-        KernelSpec("avg_pool2d_backward", pool.avg_pool2d_backward_kernel, _pool_args("avg_backward"), True, 0,
-                   pool.POOL_THREADS, "memory", "outer", (2, 0), 1.25),
+        KernelSpec("max_pool2d_backward", P(pool.max_pool2d_backward_kernel, geometry=(3, 3, 2, 2, 1, 1)),
+                   _pool_args("max_backward"), True, 0, pool.POOL_THREADS, "memory", "kernel", 1,
+                   5 * pool.CELLS_PER_THREAD, 8 * pool.CELLS_PER_THREAD),
+        KernelSpec("avg_pool2d_backward", P(pool.avg_pool2d_backward_kernel, geometry=(3, 3, 2, 2, 1, 1)),
+                   _pool_args("avg_backward"), True, 0, pool.POOL_THREADS, "memory", "kernel", 1,
+                   5 * pool.CELLS_PER_THREAD),
+        KernelSpec("max_pool2d_backward_element", pool.max_pool2d_backward_kernel,
+                   _pool_args("max_backward_element", "A"), True, 0, pool.POOL_THREADS, "memory", "kernel", 2,
+                   1.25, 2),
+        KernelSpec("avg_pool2d_backward_element", pool.avg_pool2d_backward_kernel,
+                   _pool_args("avg_backward_element", "A"), True, 0, pool.POOL_THREADS, "memory", "kernel", 2,
+                   1.25),
     ]
     return specs
