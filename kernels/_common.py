@@ -194,24 +194,64 @@ def numba_type(dtype):
 
 
 @functools.cache
-def epilogue(dtype):
-    """apply(v, act, alpha): the activation `act` (an ACT_ code) of v, in v's own precision."""
+def _activations(dtype):
+    """{ACT_ code: f(v, alpha)}: each activation as its own device function, in v's own precision."""
     ZERO = np.dtype(dtype).type(0)
     ONE = np.dtype(dtype).type(1)
 
+    # comparisons written so NaN passes through, as PyTorch's activations let it
+    @cuda.jit(device=True, inline=True)
+    def relu(v, alpha):
+        return ZERO if v < ZERO else v
+
+    @cuda.jit(device=True, inline=True)
+    def leaky_relu(v, alpha):
+        return v * alpha if v < ZERO else v
+
+    @cuda.jit(device=True, inline=True)
+    def sigmoid(v, alpha):
+        return ONE / (ONE + math.exp(-v))
+
+    @cuda.jit(device=True, inline=True)
+    def tanh(v, alpha):
+        return math.tanh(v)
+
+    @cuda.jit(device=True, inline=True)
+    def elu(v, alpha):
+        return alpha * math.expm1(v) if v < ZERO else v
+
+    @cuda.jit(device=True, inline=True)
+    def identity(v, alpha):
+        return v
+
+    return {ACT_NONE: identity, ACT_RELU: relu, ACT_LEAKY_RELU: leaky_relu, ACT_SIGMOID: sigmoid, ACT_TANH: tanh,
+            ACT_ELU: elu}
+
+
+def activation_fn(dtype, act):
+    """f(v, alpha): the activation `act` (an ACT_ code) compiled in, for kernels specialised per activation."""
+    return _activations(dtype)[act]
+
+
+@functools.cache
+def epilogue(dtype):
+    """apply(v, act, alpha): the activation `act` (an ACT_ code) of v, in v's own precision."""
+    f = _activations(dtype)
+
+    relu, leaky_relu, sigmoid, tanh, elu = (f[a] for a in (ACT_RELU, ACT_LEAKY_RELU, ACT_SIGMOID, ACT_TANH, ACT_ELU))
+
     @cuda.jit(device=True, inline=True)
     def apply(v, act, alpha):
-        # comparisons written so NaN passes through, as PyTorch's activations let it
         if act == ACT_RELU:
-            return ZERO if v < ZERO else v
+            return relu(v, alpha)
         if act == ACT_LEAKY_RELU:
-            return v * alpha if v < ZERO else v
+            return leaky_relu(v, alpha)
         if act == ACT_SIGMOID:
-            return ONE / (ONE + math.exp(-v))
+            return sigmoid(v, alpha)
         if act == ACT_TANH:
-            return math.tanh(v)
+            return tanh(v, alpha)
         if act == ACT_ELU:
-            return alpha * math.expm1(v) if v < ZERO else v
+            return elu(v, alpha)
         return v
 
     return apply
@@ -242,26 +282,67 @@ def stage_tile(dtype):
 
 
 @functools.cache
-def epilogue_grad(dtype):
-    """grad(z, act, alpha): d act / dz at the pre-activation z (1 for no activation), as PyTorch's
+def _activation_grads(dtype):
+    """{ACT_ code: f'(z, alpha)}: each activation's derivative at the pre-activation z, as PyTorch's
     backward formulas (relu's is 0 at z = 0)."""
     ZERO = np.dtype(dtype).type(0)
     ONE = np.dtype(dtype).type(1)
 
     @cuda.jit(device=True, inline=True)
+    def relu(z, alpha):
+        return ONE if z > ZERO else ZERO
+
+    @cuda.jit(device=True, inline=True)
+    def leaky_relu(z, alpha):
+        return ONE if z > ZERO else alpha
+
+    @cuda.jit(device=True, inline=True)
+    def sigmoid(z, alpha):
+        s = ONE / (ONE + math.exp(-z))
+        return s * (ONE - s)
+
+    @cuda.jit(device=True, inline=True)
+    def tanh(z, alpha):
+        t = math.tanh(z)
+        return ONE - t * t
+
+    @cuda.jit(device=True, inline=True)
+    def elu(z, alpha):
+        return ONE if z > ZERO else alpha * math.exp(z)
+
+    @cuda.jit(device=True, inline=True)
+    def identity(z, alpha):
+        return ONE
+
+    return {ACT_NONE: identity, ACT_RELU: relu, ACT_LEAKY_RELU: leaky_relu, ACT_SIGMOID: sigmoid, ACT_TANH: tanh,
+            ACT_ELU: elu}
+
+
+def activation_grad_fn(dtype, act):
+    """f'(z, alpha) of the activation `act` compiled in."""
+    return _activation_grads(dtype)[act]
+
+
+@functools.cache
+def epilogue_grad(dtype):
+    """grad(z, act, alpha): d act / dz at the pre-activation z (1 for no activation), as PyTorch's
+    backward formulas (relu's is 0 at z = 0)."""
+    f = _activation_grads(dtype)
+    relu, leaky_relu, sigmoid, tanh, elu = (f[a] for a in (ACT_RELU, ACT_LEAKY_RELU, ACT_SIGMOID, ACT_TANH, ACT_ELU))
+    ONE = np.dtype(dtype).type(1)
+
+    @cuda.jit(device=True, inline=True)
     def grad(z, act, alpha):
         if act == ACT_RELU:
-            return ONE if z > ZERO else ZERO
+            return relu(z, alpha)
         if act == ACT_LEAKY_RELU:
-            return ONE if z > ZERO else alpha
+            return leaky_relu(z, alpha)
         if act == ACT_SIGMOID:
-            s = ONE / (ONE + math.exp(-z))
-            return s * (ONE - s)
+            return sigmoid(z, alpha)
         if act == ACT_TANH:
-            t = math.tanh(z)
-            return ONE - t * t
+            return tanh(z, alpha)
         if act == ACT_ELU:
-            return ONE if z > ZERO else alpha * math.exp(z)
+            return elu(z, alpha)
         return ONE
 
     return grad

@@ -10,9 +10,10 @@ fixed order, so results are the same bits on every run, with no atomics and no z
 import functools
 
 import numpy as np
-from numba import cuda, int64
+from numba import cuda, int32, int64, uint64
 
-from ._common import numba_type, striding_blocks, unflatten_nchw
+from ._common import INT32_MAX, c_contiguous, divmagic, magic_numbers, numba_type, striding_blocks, unflatten_nchw
+from ._flat import load
 
 THREADS = 256           # data gradient: one element per thread, the fastest axis along threads
 BIAS_THREADS = 256      # bias gradient: one block per channel, a fixed-shape tree over its threads
@@ -80,25 +81,52 @@ def launch_data_grad(dtype, stride, pads_tl, dilation, groups, origin, has_bias)
 
 
 @functools.cache
-def bias_grad_kernel(dtype):
-    """gb[k] = Σ_{n, p, q} go[n, k, p, q]: one block per channel, each thread a strided slice, then a
-    tree in shared memory in a fixed order."""
+def bias_grad_kernel(dtype, dense=True):
+    """gb[k] = Σ_{n, p, q} go[n, k, p, q]: one block per channel. Thread t sums the elements of flat
+    (image, pixel) index t, t + 256, ... in order, stepping by counters (no division per element); then
+    a tree in shared memory adds the threads' sums in a fixed order. Both variants visit the same
+    elements in the same order: dense (C-contiguous go) keeps a flat 64-bit offset, general (any
+    strides) an (n, p, q) counter."""
     T = numba_type(dtype)
     ZERO = np.dtype(dtype).type(0)
 
     @cuda.jit
-    def bias_grad(go, gb):                  # go (N, K, P, Q) any strides, gb (K,)
+    def bias_grad(go, gb,                         # go (N, K, P, Q), gb (K,)
+                  magic,                          # magic numbers of P·Q (capped at 2**31 − 1) and Q
+                  de, dn, dq, dp):                # the step of 256 flat indices: (images, pixels), pixels as (rows, columns)
         N, K, P, Q = go.shape
-        k = cuda.blockIdx.x
-        t = cuda.threadIdx.x
+        k = int64(cuda.blockIdx.x)
+        t = int32(cuda.threadIdx.x)
         part = cuda.shared.array(BIAS_THREADS, dtype=T)
-        PQ = int64(P) * Q
+        n = int64(divmagic(t, magic[0], magic[1]))   # this thread's first (image, pixel)
+        e = t - n * (P * Q)
         acc = ZERO
-        for e in range(int64(t), int64(N) * PQ, BIAS_THREADS):
-            n = e // PQ
-            pix = e - n * PQ
-            p = pix // Q
-            acc += go[n, k, p, pix - p * Q]
+        if dense:
+            PQ = int64(P) * Q
+            f = (n * K + k) * PQ + e              # flat offset of go[n, k] + pixel e
+            limit = int64(N) * K * PQ
+            step = dn * K * PQ + de
+            while f < limit:
+                acc += load(go, f, 0)
+                f += step
+                e += de
+                if e >= PQ:
+                    e -= PQ
+                    f += (K - 1) * PQ
+        else:
+            p = int64(divmagic(int32(e), magic[2], magic[3]))
+            q = e - p * Q
+            while n < N:
+                acc += go[uint64(n), uint64(k), uint64(p), uint64(q)]
+                n += dn
+                p += dp
+                q += dq
+                if q >= Q:
+                    q -= Q
+                    p += 1
+                if p >= P:
+                    p -= P
+                    n += 1
         part[t] = acc
         off = BIAS_THREADS // 2
         while off > 0:
@@ -113,10 +141,19 @@ def bias_grad_kernel(dtype):
 
 
 def launch_bias_grad(K, dtype):
-    # Launch plan: K blocks (one per output channel) of 256 threads.
-    kernel = bias_grad_kernel(dtype)
+    """launch(go, gb, stream): gb = go summed over images and pixels, for go of K channels."""
+    # Launch plan: K blocks (one per output channel) of 256 threads; a fixed-order reduction, no atomics.
+    dense, general = bias_grad_kernel(dtype, True), bias_grad_kernel(dtype, False)
+
+    @functools.lru_cache(maxsize=64)
+    def steps(P, Q):
+        PQ = P * Q
+        dn, de = divmod(BIAS_THREADS, PQ)
+        dp, dq = divmod(de, Q)
+        return (magic_numbers(min(PQ, INT32_MAX)) + magic_numbers(Q), de, dn, dq, dp)
 
     def launch(go, gb, stream):
-        kernel[K, BIAS_THREADS, stream](go, gb)
+        kernel = dense if c_contiguous(go) else general
+        kernel[K, BIAS_THREADS, stream](go, gb, *steps(go.shape[2], go.shape[3]))
 
     return launch

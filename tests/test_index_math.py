@@ -253,3 +253,36 @@ def test_global_pool_variants_and_chunks(rng, tiny_grids, shape, contiguous):
     x = np.nan_to_num(x, neginf=0.0)
     kpool.launch_global_pool2d(*shape, np.float64, False)(view(x), y, idx, False, 0)
     assert np.abs(y.copy_to_host() - ref.global_avg_pool2d(x)).max() < 1e-13
+
+
+@pytest.mark.parametrize("spec", [None, "relu", ("leaky_relu", 0.2), "sigmoid", "tanh", ("elu", 0.7)])
+@pytest.mark.parametrize("contiguous", [True, False])
+def test_elementwise_variants_and_chunks(rng, tiny_grids, spec, contiguous):
+    from gpuconv._args import activation_spec
+    from gpuconv.kernels import _common, epilogue
+
+    name, param = activation_spec(spec)
+    act, alpha = _common.ACT_CODES[name], (param if param is not None else 0.0)
+    shape = (2, 3, 5, 70)                         # 2100 elements: several dense blocks, a ragged last one
+    z = rng.standard_normal(shape)
+    z[0, 0, 0, :3] = (np.nan, np.inf, -np.inf)
+    go = rng.standard_normal(shape)
+    view = cuda.to_device if contiguous else _strided
+    out = view(np.full(shape, np.nan))
+    epilogue.launch_activation_grad(shape, np.float64, act, alpha)(view(go), view(z), out, 0)
+    np.testing.assert_allclose(out.copy_to_host(), go * ref.activation_grad(z, spec), rtol=1e-12, atol=1e-15)
+    y = view(z)
+    if name is not None:
+        epilogue.launch_activation(shape, np.float64, act, alpha)(y, 0)
+        np.testing.assert_allclose(y.copy_to_host(), ref.activation(z, spec), rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 2, 3), (2, 3, 17, 19), (1, 2, 1, 300)])
+@pytest.mark.parametrize("contiguous", [True, False])
+def test_bias_grad_variants(rng, shape, contiguous):
+    from gpuconv.kernels import backward as kback
+
+    go = rng.standard_normal(shape)
+    gb = cuda.to_device(np.full(shape[1], np.nan))
+    kback.launch_bias_grad(shape[1], np.float64)((cuda.to_device if contiguous else _strided)(go), gb, 0)
+    np.testing.assert_allclose(gb.copy_to_host(), go.sum(axis=(0, 2, 3)), rtol=1e-13)

@@ -114,6 +114,25 @@ def _arrays_then(ranks, ints, alpha=False):
     return args
 
 
+def _elementwise_args(arrays, layout="C"):
+    def args(dtype):
+        from numba import types
+
+        t = _numba_t(dtype)
+        return (types.Array(t, 4, layout),) * arrays + (t,) + _plane_tail()
+    return args
+
+
+def _bias_grad_args(layout):
+    def args(dtype):
+        from numba import types
+
+        t = _numba_t(dtype)
+        return (types.Array(t, 4, layout), types.Array(t, 1, "C"), types.UniTuple(types.uint32, 4)) + \
+            (types.int64,) * 4
+    return args
+
+
 def _data_grad_args(dtype):
     from numba import types
 
@@ -132,7 +151,7 @@ def _wino_output_args(dtype):
 
 def kernel_specs() -> list[KernelSpec]:
     from gpuconv.kernels import backward, direct, epilogue, gemm, im2col, implicit_gemm, pool, winograd
-    from gpuconv.kernels._common import ACT_LEAKY_RELU, ACT_RELU
+    from gpuconv.kernels._common import ACT_ELU, ACT_LEAKY_RELU, ACT_NONE, ACT_RELU, ACT_SIGMOID
 
     P = functools.partial
     gemm_threads = gemm.THREADS
@@ -184,14 +203,20 @@ def kernel_specs() -> list[KernelSpec]:
                    "outer", (3, 0), 10),
         KernelSpec("fold_padding", im2col.fold_padding_kernel, _arrays_then((4, 4), 3), True, 0, im2col.THREADS,
                    "memory", "outer", (58, 2), 2),  # every padded row tested; 2 band rows walk a padded row
-        KernelSpec("activation", epilogue.activation_kernel, _arrays_then((4,), 1, alpha=True), True, 0,
-                   epilogue.THREADS, "memory", "outer", 1, 2),
-        KernelSpec("activation_grad", epilogue.activation_grad_kernel, _arrays_then((4, 4, 4), 1, alpha=True),
-                   True, 0, epilogue.THREADS, "memory", "outer", 1, 3),
+        KernelSpec("activation", P(epilogue.activation_kernel, act=ACT_ELU), _elementwise_args(1), True, 0,
+                   epilogue.THREADS, "memory", "kernel", 1, 2 * epilogue.PER_THREAD),
+        KernelSpec("activation_grad", P(epilogue.activation_grad_kernel, act=ACT_SIGMOID), _elementwise_args(3), True,
+                   0, epilogue.THREADS, "memory", "kernel", 1, 3 * epilogue.PER_THREAD),
+        KernelSpec("activation_general", P(epilogue.activation_kernel, act=ACT_ELU, dense=False),
+                   _elementwise_args(1, "A"), True, 0, epilogue.THREADS, "memory", "kernel", 1, 2),
+        KernelSpec("activation_grad_general", P(epilogue.activation_grad_kernel, act=ACT_NONE, dense=False),
+                   _elementwise_args(3, "A"), True, 0, epilogue.THREADS, "memory", "kernel", 1, 3),
         KernelSpec("conv2d_data_grad", backward.data_grad_kernel, _data_grad_args, True, 0, backward.THREADS,
                    "compute", "fma_inner"),
-        KernelSpec("conv2d_bias_grad", backward.bias_grad_kernel, _arrays_then((4, 1), 0), True, 0,
+        KernelSpec("conv2d_bias_grad", backward.bias_grad_kernel, _bias_grad_args("C"), True, 0,
                    backward.BIAS_THREADS, "memory", "outer", 1, 1),
+        KernelSpec("conv2d_bias_grad_general", P(backward.bias_grad_kernel, dense=False), _bias_grad_args("A"), True,
+                   0, backward.BIAS_THREADS, "memory", "outer", 1, 1),
         KernelSpec("max_pool2d_backward", P(pool.max_pool2d_backward_kernel, geometry=(3, 3, 2, 2, 1, 1)),
                    _pool_args("max_backward"), True, 0, pool.POOL_THREADS, "memory", "kernel", 1,
                    5 * pool.CELLS_PER_THREAD, 8 * pool.CELLS_PER_THREAD),
