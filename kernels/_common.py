@@ -57,6 +57,30 @@ def source_index(i, n, mode):
     return m if m < n else period - m
 
 
+@functools.cache
+def pad_fold(mode, I):
+    """fold(i, n) in integer type I: where padded coordinate i reads from in [0, n), or -1 (zeros
+    padding, outside), with the padding mode compiled in. One reflection or wrap, no division: valid for
+    -n <= i < 2n, which covers every coordinate of a padded input (reflect pads < n, circular <= n)."""
+    if mode == PAD_ZEROS:
+        @cuda.jit(device=True, inline=True)
+        def fold(i, n):
+            return i if (i >= 0) & (i < n) else I(-1)
+    elif mode == PAD_REPLICATE:
+        @cuda.jit(device=True, inline=True)
+        def fold(i, n):
+            return min(max(i, I(0)), I(n - 1))
+    elif mode == PAD_CIRCULAR:
+        @cuda.jit(device=True, inline=True)
+        def fold(i, n):
+            return I(i + n) if i < 0 else (I(i - n) if i >= n else i)
+    else:
+        @cuda.jit(device=True, inline=True)
+        def fold(i, n):
+            return I(-i) if i < 0 else (I(2 * n - 2 - i) if i >= n else i)
+    return fold
+
+
 @cuda.jit(device=True, inline=True)
 def unflatten_nchw(e, C, P, Q):
     """(n, c, p, q) of flat index e into an (N, C, P, Q) array, q fastest (consecutive threads,

@@ -93,7 +93,7 @@ def bias_grad_kernel(dtype, dense=True):
     @cuda.jit
     def bias_grad(go, gb,                         # go (N, K, P, Q), gb (K,)
                   magic,                          # magic numbers of P·Q (capped at 2**31 − 1) and Q
-                  de, dn, dq, dp):                # the step of 256 flat indices: (images, pixels), pixels as (rows, columns)
+                  de, dn, dq, dp):                # a step of 256 flat indices as (pixels, images), (columns, rows)
         N, K, P, Q = go.shape
         k = int64(cuda.blockIdx.x)
         t = int32(cuda.threadIdx.x)

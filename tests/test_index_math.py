@@ -286,3 +286,44 @@ def test_bias_grad_variants(rng, shape, contiguous):
     gb = cuda.to_device(np.full(shape[1], np.nan))
     kback.launch_bias_grad(shape[1], np.float64)((cuda.to_device if contiguous else _strided)(go), gb, 0)
     np.testing.assert_allclose(gb.copy_to_host(), go.sum(axis=(0, 2, 3)), rtol=1e-13)
+
+
+FOLD_CASES = [((6, 7), (1, 1, 1, 1)), ((5, 6), (4, 2, 5, 3)), ((1, 4), (0, 0, 3, 2)), ((2, 2), (1, 1, 1, 1)),
+              ((3, 9), (2, 0, 0, 8)), ((7, 3), (0, 6, 2, 2))]
+
+
+@pytest.mark.parametrize("hw, pads", FOLD_CASES)
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+@pytest.mark.parametrize("contiguous", [True, False])
+def test_fold_padding_every_mode(rng, hw, pads, mode, contiguous):
+    """The adjoint of padding, against the reference, for pads up to the mode's limit (reflect < n,
+    circular <= n), on dense and strided arrays."""
+    from gpuconv.kernels import im2col as kim2col
+    from gpuconv.reference._common import unpad2d_adjoint
+
+    (H, W), (t, b, l, r) = hw, pads
+    limit = {"reflect": -1, "replicate": None, "circular": 0}[mode]
+    if limit is not None and (max(t, b) > H + limit or max(l, r) > W + limit):
+        pytest.skip(f"{mode} padding {pads} is over its limit for {hw}")
+    g = SimpleNamespace(N=2, C=3, H=H, W=W, pads=pads)
+    gp = rng.standard_normal((2, 3, H + t + b, W + l + r))
+    view = cuda.to_device if contiguous else _strided
+    gx = view(np.full((2, 3, H, W), np.nan))
+    kim2col.launch_fold_padding(g, np.float64, _common.PAD_CODES[mode])(view(gp), gx, 0)
+    np.testing.assert_allclose(gx.copy_to_host(), unpad2d_adjoint(gp, (H, W), pads, mode), rtol=1e-13, atol=1e-14)
+
+
+@pytest.mark.parametrize("mode", ["zeros", "reflect", "replicate", "circular"])
+def test_im2col_strided_input_and_chunks(rng, tiny_grids, mode):
+    from gpuconv._args import conv2d_geometry
+    from gpuconv.kernels import im2col as kim2col
+    from gpuconv.reference._common import pad2d
+
+    x = rng.standard_normal((3, 4, 7, 6))
+    g = conv2d_geometry(x.shape, (2, 4, 3, 2), (2, 1), (2, 1, 1, 1), (1, 2), 1, mode)
+    want = ref.im2col(pad2d(x, g.pads, mode), (g.R, g.S), g.dilation, 0, g.stride)
+    launch = kim2col.launch_im2col(g, np.float64, _common.PAD_CODES[mode])
+    for view in (cuda.to_device, _strided):
+        cols = cuda.to_device(np.full((2, g.C * g.R * g.S, 5), np.nan))   # images 1..2, pixels 4..8
+        launch(view(x), cols, 1, 4, 0)
+        np.testing.assert_array_equal(cols.copy_to_host(), want[1:3, :, 4:9])

@@ -104,14 +104,34 @@ def _gemm_args(store, implicit=False):
     return args
 
 
-def _arrays_then(ranks, ints, alpha=False):
-    """Args of a kernel taking strided arrays of `ranks`, then `ints` int64 scalars (and a float)."""
+def _arrays_then(ranks, ints, alpha=False, layout="A", plane_tail=False):
+    """Args of a kernel taking arrays of `ranks` (strided, or `layout`), then `ints` int64 scalars (and a
+    float), then (plane_tail) the plane-grid arguments."""
     def args(dtype):
         from numba import types
 
         t = _numba_t(dtype)
-        return tuple(types.Array(t, r, "A") for r in ranks) + (types.int64,) * ints + ((t,) if alpha else ())
+        return tuple(types.Array(t, r, layout) for r in ranks) + (types.int64,) * ints + ((t,) if alpha else ()) + \
+            (_plane_tail() if plane_tail else ())
     return args
+
+
+def _im2col_args(layout):
+    def args(dtype):
+        from numba import types
+
+        t = _numba_t(dtype)
+        return (types.Array(t, 4, layout), types.Array(t, 3, "C")) + (types.int64,) * 12 + \
+            (types.UniTuple(types.uint32, 6), types.int64, types.int64)
+    return args
+
+
+def _col2im_args(dtype):
+    from numba import types
+
+    t = _numba_t(dtype)
+    return (types.Array(t, 3, "C"), types.Array(t, 4, "C")) + (types.int64,) * 12 + \
+        (types.UniTuple(types.uint32, 4),) + _plane_tail()
 
 
 def _elementwise_args(arrays, layout="C"):
@@ -151,7 +171,7 @@ def _wino_output_args(dtype):
 
 def kernel_specs() -> list[KernelSpec]:
     from gpuconv.kernels import backward, direct, epilogue, gemm, im2col, implicit_gemm, pool, winograd
-    from gpuconv.kernels._common import ACT_ELU, ACT_LEAKY_RELU, ACT_NONE, ACT_RELU, ACT_SIGMOID
+    from gpuconv.kernels._common import ACT_ELU, ACT_LEAKY_RELU, ACT_NONE, ACT_RELU, ACT_SIGMOID, PAD_REFLECT
 
     P = functools.partial
     gemm_threads = gemm.THREADS
@@ -197,12 +217,17 @@ def kernel_specs() -> list[KernelSpec]:
                        True, 0, winograd.TRANSFORM_THREADS, "memory", "kernel", m + 2, a2 + m * m),
         ]
     specs += [
-        KernelSpec("im2col", im2col.im2col_kernel, _arrays_then((4, 3), 12), True, 0, im2col.THREADS, "memory",
-                   "outer", 1, 1 + 1 / 9),
-        KernelSpec("col2im", im2col.col2im_kernel, _arrays_then((3, 4), 12), True, 0, im2col.THREADS, "memory",
-                   "outer", (3, 0), 10),
-        KernelSpec("fold_padding", im2col.fold_padding_kernel, _arrays_then((4, 4), 3), True, 0, im2col.THREADS,
-                   "memory", "outer", (58, 2), 2),  # every padded row tested; 2 band rows walk a padded row
+        KernelSpec("im2col", im2col.im2col_kernel, _im2col_args("C"), True, 0, im2col.THREADS, "memory", "kernel", 1,
+                   (1 + 1 / 9) * im2col.PER_THREAD),
+        KernelSpec("im2col_general", P(im2col.im2col_kernel, dense=False), _im2col_args("A"), True, 0,
+                   im2col.THREADS, "memory", "kernel", 1, (1 + 1 / 9) * im2col.PER_THREAD),
+        KernelSpec("col2im", P(im2col.col2im_kernel, window=(3, 3, 1, 1, 1, 1)), _col2im_args, True, 0,
+                   im2col.THREADS, "memory", "kernel", 1, 10),
+        KernelSpec("fold_padding", im2col.fold_padding_kernel, _arrays_then((4, 4), 2, layout="C", plane_tail=True),
+                   True, 0, im2col.THREADS, "memory", "kernel", 1, 2),
+        KernelSpec("fold_padding_edges", P(im2col.fold_padding_edges_kernel, mode=PAD_REFLECT),
+                   _arrays_then((4, 4), 11, layout="C", plane_tail=True), True, 0, im2col.THREADS, "memory",
+                   "kernel", 1, 2),
         KernelSpec("activation", P(epilogue.activation_kernel, act=ACT_ELU), _elementwise_args(1), True, 0,
                    epilogue.THREADS, "memory", "kernel", 1, 2 * epilogue.PER_THREAD),
         KernelSpec("activation_grad", P(epilogue.activation_grad_kernel, act=ACT_SIGMOID), _elementwise_args(3), True,
