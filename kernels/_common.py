@@ -11,7 +11,11 @@ import math
 
 import numba
 import numpy as np
-from numba import cuda, int32, int64, uint32, uint64
+from numba import config, cuda, int32, int64, uint32, uint64
+
+# In Numba's CUDA simulator kernels run as Python: a few device-only spellings (shared-array alignment)
+# are skipped there.
+SIMULATOR = bool(config.ENABLE_CUDASIM)
 
 # padding modes, as torch.nn.Conv2d's padding_mode
 PAD_ZEROS = 0
@@ -282,25 +286,38 @@ def epilogue(dtype):
 
 
 @functools.cache
-def stage_tile(dtype):
-    """stage(sm, base, x, n, c, h0, w0, IH, IW, mode, tid, nthreads): copy x[n, c, h0:h0+IH, w0:w0+IW],
-    padded by `mode`, into sm[base : base + IH*IW] (row-major), all threads of the block cooperating.
+def stage_tile(dtype, mode):
+    """stage(sm, base, x, n, c, h0, w0, IH, IW, ty, tx, ny, nx): copy x[n, c, h0:h0+IH, w0:w0+IW], padded
+    by `mode` (compiled in), into sm[base : base + IH*IW] (row-major), the block's ny × nx threads
+    cooperating: thread (ty, tx) takes rows ty, ty + ny, ... and in them columns tx, tx + nx, ...
+    (consecutive threads, consecutive columns: a row's global reads coalesce). No division.
 
-    Consecutive threads take consecutive columns, so global reads of a row coalesce.
-    """
+    A tile may reach past the padded input (rows and columns no output uses): those read a clamped,
+    in-bounds element (or zero, for zeros padding), so every coordinate that is used gets the mode's
+    value from one reflection or wrap (pad_fold) and none reads outside x."""
     ZERO = np.dtype(dtype).type(0)
+    fold = pad_fold(mode, int64)
+    ZEROS = mode == PAD_ZEROS
 
     @cuda.jit(device=True, inline=True)
-    def stage(sm, base, x, n, c, h0, w0, IH, IW, mode, tid, nthreads):
+    def source(i, n):
+        s = fold(i, n)
+        return s if ZEROS else min(max(s, int64(0)), n - 1)
+
+    @cuda.jit(device=True, inline=True)
+    def stage(sm, base, x, n, c, h0, w0, IH, IW, ty, tx, ny, nx):
         H = x.shape[2]
         W = x.shape[3]
-        for e in range(tid, IH * IW, nthreads):
-            hs = source_index(h0 + e // IW, H, mode)
-            ws = source_index(w0 + e % IW, W, mode)
-            v = ZERO
-            if hs >= 0 and ws >= 0:
-                v = x[n, c, hs, ws]
-            sm[base + e] = v
+        xn, xc = uint64(n), uint64(c)
+        for ih in range(int64(ty), IH, ny):
+            hs = source(int64(h0 + ih), H)
+            row = uint64(base + ih * IW)
+            for iw in range(int64(tx), IW, nx):
+                ws = source(int64(w0 + iw), W)
+                v = ZERO
+                if (hs >= 0) & (ws >= 0):
+                    v = x[xn, xc, uint64(hs), uint64(ws)]
+                sm[row + uint64(iw)] = v
 
     return stage
 

@@ -12,11 +12,24 @@ import functools
 import numpy as np
 from numba import cuda, int32, int64, uint64
 
-from ._common import INT32_MAX, c_contiguous, divmagic, magic_numbers, numba_type, striding_blocks, unflatten_nchw
+from ._common import (INT32_MAX, SIMULATOR, c_contiguous, divmagic, general_coords, general_plane_launches,
+                      magic_numbers, numba_type)
 from ._flat import load
 
-THREADS = 256           # data gradient: one element per thread, the fastest axis along threads
+THREADS = 256           # data gradient: up to 256 columns of one row per block, the fastest axis along threads
 BIAS_THREADS = 256      # bias gradient: one block per channel, a fixed-shape tree over its threads
+
+
+# Input channels per data-gradient thread: each output gradient it loads serves CB of them, with their
+# CB weights one 16-byte shared-memory read (LDS.128 in float32), so the tap loop is mostly FMAs.
+CB = 4
+# Dynamic shared memory per data-gradient block for a chunk of weights: (taps, output channels, CB).
+WEIGHT_BUDGET_BYTES = 16 * 1024
+
+
+def data_grad_chunk(R, S, Kg, itemsize):
+    """Output channels of a group whose weights (R·S taps × CB channels each) a block stages at once."""
+    return max(1, min(Kg, WEIGHT_BUDGET_BYTES // (R * S * CB * itemsize)))
 
 
 @functools.cache
@@ -27,55 +40,127 @@ def data_grad_kernel(dtype):
     That is the input gradient of conv2d (the correlation with the kernel rotated 180°, strides taken
     by skipping the taps that land between output pixels, so no zero-stuffed tensor is made) and the
     transposed convolution. origin is (0, 0) when dst is the input itself, (−pt, −pl) when it is the
-    padded grid (for padding modes other than zeros, folded afterwards)."""
+    padded grid (for padding modes other than zeros, folded afterwards).
+
+    A thread takes CB channels of one group at one position: grid x walks (row, column block) pairs of
+    dst, y blocks of CB channels, z images. The block stages the weights of KC output channels at a
+    time in shared memory as (tap, channel, CB), then each thread runs its taps: which taps land on an
+    output pixel is decided with magic-number divisions (no division in the loops), and go is read at
+    a flat offset stepped by its channel stride (in elements)."""
     ZERO = np.dtype(dtype).type(0)
+    T = numba_type(dtype)
+    SIZE = np.dtype(dtype).itemsize
 
     @cuda.jit
     def data_grad(go, w, bias, dst,                    # go (N, K, P, Q), w (K, Cg, R, S), bias (C,), dst (N, C, Hd, Wd)
                   sh, sw, pt, pl, dh, dw,              # the convolution's stride, padding (top, left), dilation
-                  origin_h, origin_w, groups, has_bias):
-        N, C, Hd, Wd = dst.shape
-        K, Cg, R, S = w.shape
+                  origin_h, origin_w, Kg, has_bias,    # ...; output channels per group
+                  KC, mags,                            # weight chunk; magic numbers of sh, sw, blocks per group, S, KC
+                  mag, sft, qblocks, o0, o1, o2):      # grid: (rows × column blocks, channel blocks, images)
+        Hd = dst.shape[2]
+        Wd = dst.shape[3]
+        Cg = w.shape[1]
+        R = w.shape[2]
+        S = w.shape[3]
+        RS = int32(R * S)
         P = go.shape[2]
         Q = go.shape[3]
-        Kg = K // groups
-        total = int64(N) * C * Hd * Wd
-        start = int64(cuda.blockIdx.x) * cuda.blockDim.x + cuda.threadIdx.x
-        for e in range(start, total, int64(cuda.gridDim.x) * cuda.blockDim.x):
-            n, c, i, j = unflatten_nchw(e, C, Hd, Wd)
-            h = i + origin_h + pt                # row in the padded input's own frame
-            x = j + origin_w + pl
-            g = c // Cg
-            cg = c - g * Cg
-            acc = ZERO
-            for r in range(R):
-                u = h - r * dh
-                if u >= 0 and u % sh == 0 and u // sh < P:
-                    p = u // sh
-                    for s in range(S):
-                        v = x - s * dw
-                        if v >= 0 and v % sw == 0 and v // sw < Q:
-                            q = v // sw
-                            for kk in range(Kg):
-                                k = g * Kg + kk
-                                acc += go[n, k, p, q] * w[k, cg, r, s]
-            if has_bias:
-                acc += bias[c]
-            dst[n, c, i, j] = acc
+        n, cb, i, j = general_coords(mag, sft, qblocks, o0, o1, o2)
+        valid = (i < Hd) & (j < Wd)                    # no early exit: the block stages weights together
+        cpg = (Cg + CB - 1) // CB                      # channel blocks per group
+        g = divmagic(int32(cb), mags[4], mags[5])
+        cg0 = (cb - g * cpg) * CB
+        if SIMULATOR:                                    # (no alignment argument there)
+            sm = cuda.shared.array(0, dtype=T)
+        else:
+            sm = cuda.shared.array(0, dtype=T, alignment=16)
+        tid = int32(cuda.threadIdx.x)
+        nthreads = int32(cuda.blockDim.x)
+        gs = go.strides                                # element strides (the launcher checks they divide)
+        gsk = gs[1] // SIZE
+        h = i + origin_h + pt                          # row in the padded input's own frame
+        x = j + origin_w + pl
+        acc = cuda.local.array(CB, T)
+        for t in range(CB):
+            acc[t] = ZERO
+        k0 = int64(0)
+        while k0 < Kg:                                 # chunks of KC output channels
+            kcn = min(KC, Kg - k0)
+            e = tid
+            while e < RS * KC * CB:                    # sm[(rs · KC + kk) · CB + t]
+                rest = e >> 2
+                rs = divmagic(rest, mags[8], mags[9])
+                kk = rest - rs * KC
+                r = divmagic(rs, mags[6], mags[7])
+                t = e & (CB - 1)
+                v = ZERO
+                if (kk < kcn) & (cg0 + t < Cg):
+                    v = w[uint64(g * Kg + k0 + kk), uint64(cg0 + t), uint64(r), uint64(rs - r * S)]
+                sm[uint64(e)] = v
+                e += nthreads
+            cuda.syncthreads()  # this chunk's weights are staged before anyone reads them
+            if valid:
+                gbase = n * (gs[0] // SIZE) + (g * Kg + k0) * gsk
+                for r in range(R):
+                    u = h - r * dh
+                    p = int64(divmagic(int32(max(u, 0)), mags[0], mags[1]))
+                    if (u >= 0) & (p * sh == u) & (p < P):
+                        for s in range(S):
+                            v = x - s * dw
+                            q = int64(divmagic(int32(max(v, 0)), mags[2], mags[3]))
+                            if (v >= 0) & (q * sw == v) & (q < Q):
+                                go_off = gbase + p * (gs[2] // SIZE) + q * (gs[3] // SIZE)
+                                wk = uint64((r * S + s) * KC * CB)
+                                wend = wk + uint64(kcn * CB)
+                                while wk < wend:       # counters only: an offset each, no multiply
+                                    gv = load(go, go_off, 0)
+                                    for t in range(CB):
+                                        acc[t] += gv * sm[wk + uint64(t)]
+                                    go_off += gsk
+                                    wk += uint64(CB)
+            cuda.syncthreads()  # every thread is done with this chunk before the next overwrites it
+            k0 += KC
+        if valid:
+            for t in range(CB):
+                if cg0 + t < Cg:
+                    c = g * Cg + cg0 + t
+                    v = acc[t]
+                    if has_bias:
+                        v += bias[uint64(c)]
+                    dst[uint64(n), uint64(c), uint64(i), uint64(j)] = v
 
     return data_grad
 
 
 def launch_data_grad(dtype, stride, pads_tl, dilation, groups, origin, has_bias):
-    """launch(go, w, bias, dst, stream) over every element of dst."""
-    # Launch plan: 1-D grid of 256-thread blocks, one dst element per thread (column fastest: coalesced
-    # stores, and neighbouring threads read neighbouring output pixels), grid-striding past 65535·8 blocks.
+    """launch(go, w, bias, dst, stream) over every element of dst (any strides that are whole elements)."""
+    # Launch plan: grid (Hd rows × column blocks of up to 256, groups × ceil(Cg / 4) channel blocks, N
+    # images), chunked past CUDA's grid limits; one thread per (position, 4 channels), column fastest
+    # (coalesced stores, and neighbouring threads read neighbouring output pixels); KC output channels'
+    # weights per block in dynamic shared memory.
     kernel = data_grad_kernel(dtype)
-    scalars = (stride[0], stride[1], pads_tl[0], pads_tl[1], dilation[0], dilation[1], origin[0], origin[1],
-               groups, has_bias)
+    itemsize = np.dtype(dtype).itemsize
+    scalars = (stride[0], stride[1], pads_tl[0], pads_tl[1], dilation[0], dilation[1], origin[0], origin[1])
+
+    @functools.lru_cache(maxsize=64)
+    def plan(dst_shape, w_shape):
+        N, _, Hd, Wd = dst_shape
+        K, Cg, R, S = w_shape
+        Kg = K // groups
+        KC = data_grad_chunk(R, S, Kg, itemsize)
+        cpg = -(-Cg // CB)
+        mags = (magic_numbers(stride[0]) + magic_numbers(stride[1]) + magic_numbers(cpg) + magic_numbers(S) +
+                magic_numbers(KC))
+        shmem = R * S * KC * CB * itemsize
+        return (Kg, has_bias, KC, mags), shmem, general_plane_launches(N, groups * cpg, Hd, Wd, THREADS)
 
     def launch(go, w, bias, dst, stream):
-        kernel[striding_blocks(dst.size, THREADS), THREADS, stream](go, w, bias, dst, *scalars)
+        for name, a in (("grad_out", go), ("weight", w)):
+            if any(st % itemsize for st in a.strides):
+                raise ValueError(f"{name} strides {a.strides} must be whole elements of {itemsize} bytes")
+        more, shmem, launches = plan(tuple(dst.shape), tuple(w.shape))
+        for grid, block, tail in launches:
+            kernel[grid, block, stream, shmem](go, w, bias, dst, *scalars, *more, *tail)
 
     return launch
 

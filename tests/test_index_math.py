@@ -327,3 +327,24 @@ def test_im2col_strided_input_and_chunks(rng, tiny_grids, mode):
         cols = cuda.to_device(np.full((2, g.C * g.R * g.S, 5), np.nan))   # images 1..2, pixels 4..8
         launch(view(x), cols, 1, 4, 0)
         np.testing.assert_array_equal(cols.copy_to_host(), want[1:3, :, 4:9])
+
+
+@pytest.mark.parametrize("kernel", ["general", "tiled", "depthwise"])
+@pytest.mark.parametrize("mode", ["zeros", "circular"])
+def test_direct_kernels_on_strided_arrays(rng, kernel, mode):
+    """The direct kernels' dense and general paths: a strided input and output against a contiguous run."""
+    from gpuconv import gpu_conv2d
+
+    groups = 4 if kernel == "depthwise" else 2
+    x = rng.standard_normal((2, 4, 9, 11))
+    w = rng.standard_normal((8, 4 // groups, 3, 3))
+    b = rng.standard_normal(8)
+    kw = dict(stride=(1, 2), padding=1, groups=groups, padding_mode=mode, activation=("elu", 0.5))
+    want = ref.conv2d(x, w, b, **{k: v for k, v in kw.items() if k != "activation"})
+    want = ref.activation(want, ("elu", 0.5))
+    dense = gpu_conv2d(cuda.to_device(x), cuda.to_device(w), cuda.to_device(b), _kernel=kernel, **kw)
+    out = _strided(np.full(want.shape, np.nan))
+    got = gpu_conv2d(_strided(x), cuda.to_device(w), cuda.to_device(b), _kernel=kernel, out=out, **kw)
+    assert got is out
+    np.testing.assert_allclose(dense.copy_to_host(), want, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(out.copy_to_host(), want, rtol=1e-12, atol=1e-12)

@@ -51,14 +51,19 @@ def _numba_t(dtype):
     return numba_type(dtype)
 
 
-def _conv_args(extra_ints):
+def _conv_args(kind, layout="C"):
+    """Args of the direct kernels as their launchers pass them (C-contiguous arrays, the common case)."""
     def args(dtype):
         from numba import types
 
         t = _numba_t(dtype)
-        a4 = types.Array(t, 4, "C")
-        return (a4, a4, types.Array(t, 1, "C"), a4) + (types.int64,) * 7 + \
-            (types.int64, types.boolean, types.int64, t) + (types.int64,) * extra_ints
+        a4 = types.Array(t, 4, layout)
+        head = (a4, a4, types.Array(t, 1, "C"), a4) + (types.int64,) * 7 + (types.boolean, t)
+        if kind == "general":
+            return head + (types.UniTuple(types.uint32, 2),) + _plane_tail()
+        if kind == "tiled":
+            return head + (types.int64,) * 4 + (types.UniTuple(types.uint32, 8),)
+        return head + (types.int64, types.UniTuple(types.uint32, 4), types.int64)
     return args
 
 
@@ -157,8 +162,9 @@ def _data_grad_args(dtype):
     from numba import types
 
     t = _numba_t(dtype)
-    a4 = types.Array(t, 4, "A")
-    return (a4, a4, types.Array(t, 1, "A"), a4) + (types.int64,) * 9 + (types.boolean,)
+    a4 = types.Array(t, 4, "C")
+    return (a4, a4, types.Array(t, 1, "C"), a4) + (types.int64,) * 9 + (types.boolean, types.int64) + \
+        (types.UniTuple(types.uint32, 10),) + _plane_tail()
 
 
 def _wino_output_args(dtype):
@@ -171,18 +177,24 @@ def _wino_output_args(dtype):
 
 def kernel_specs() -> list[KernelSpec]:
     from gpuconv.kernels import backward, direct, epilogue, gemm, im2col, implicit_gemm, pool, winograd
-    from gpuconv.kernels._common import ACT_ELU, ACT_LEAKY_RELU, ACT_NONE, ACT_RELU, ACT_SIGMOID, PAD_REFLECT
+    from gpuconv.kernels._common import ACT_ELU, ACT_LEAKY_RELU, ACT_NONE, ACT_RELU, ACT_SIGMOID, PAD_REFLECT, PAD_ZEROS
 
     P = functools.partial
     gemm_threads = gemm.THREADS
     bk = 8                                  # the GEMM's K depth per step (both dtypes)
     specs = [
-        KernelSpec("conv2d_general", direct.conv2d_general_kernel, _conv_args(0), True, 0, 256, "compute",
-                   "fma_inner"),
-        KernelSpec("conv2d_tiled", direct.conv2d_tiled_kernel, _conv_args(3), True, direct.SMEM_BUDGET_BYTES,
-                   direct.NTHREADS, "compute", "fma_inner"),
-        KernelSpec("conv2d_depthwise", direct.conv2d_depthwise_kernel, _conv_args(1), True, 48 * 1024,
-                   direct.NTHREADS, "memory", "kernel", (3, 3, 0), 4),
+        KernelSpec("conv2d_general", P(direct.conv2d_general_kernel, pad_mode=PAD_ZEROS, act=ACT_RELU),
+                   _conv_args("general"), True, 0, 256, "compute", "fma_inner"),
+        KernelSpec("conv2d_tiled", P(direct.conv2d_tiled_kernel, pad_mode=PAD_ZEROS, act=ACT_RELU),
+                   _conv_args("tiled"), True, direct.SMEM_BUDGET_BYTES, direct.NTHREADS, "compute", "fma_inner"),
+        KernelSpec("conv2d_depthwise", P(direct.conv2d_depthwise_kernel, pad_mode=PAD_ZEROS, act=ACT_RELU,
+                                         window=(3, 3, 1, 1, 1, 1)),
+                   _conv_args("depthwise"), True, 48 * 1024, direct.NTHREADS, "memory", "kernel", 1,
+                   2 * direct.DW_ROWS * direct.PIX_X),
+        KernelSpec("conv2d_depthwise_general", P(direct.conv2d_depthwise_kernel, pad_mode=PAD_ZEROS, act=ACT_RELU,
+                                                 dense=False),
+                   _conv_args("depthwise", "A"), True, 48 * 1024, direct.NTHREADS, "memory", "kernel", (3, 1),
+                   2 * direct.DW_ROWS * direct.PIX_X),
         KernelSpec("max_pool2d", P(pool.max_pool2d_kernel, window=(3, 3, 1, 1)), _pool_args("max"), True, 0,
                    pool.POOL_THREADS, "memory", "kernel", 1, 5, 8),
         KernelSpec("avg_pool2d", P(pool.avg_pool2d_kernel, window=(3, 3, 1, 1)), _pool_args("avg"), True, 0,
@@ -236,8 +248,8 @@ def kernel_specs() -> list[KernelSpec]:
                    _elementwise_args(1, "A"), True, 0, epilogue.THREADS, "memory", "kernel", 1, 2),
         KernelSpec("activation_grad_general", P(epilogue.activation_grad_kernel, act=ACT_NONE, dense=False),
                    _elementwise_args(3, "A"), True, 0, epilogue.THREADS, "memory", "kernel", 1, 3),
-        KernelSpec("conv2d_data_grad", backward.data_grad_kernel, _data_grad_args, True, 0, backward.THREADS,
-                   "compute", "fma_inner"),
+        KernelSpec("conv2d_data_grad", backward.data_grad_kernel, _data_grad_args, True,
+                   backward.WEIGHT_BUDGET_BYTES, backward.THREADS, "compute", "fma_inner"),
         KernelSpec("conv2d_bias_grad", backward.bias_grad_kernel, _bias_grad_args("C"), True, 0,
                    backward.BIAS_THREADS, "memory", "outer", 1, 1),
         KernelSpec("conv2d_bias_grad_general", P(backward.bias_grad_kernel, dense=False), _bias_grad_args("A"), True,
