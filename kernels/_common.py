@@ -183,6 +183,24 @@ def general_coords(mag, sft, qblocks, o0, o1, o2):
     return int64(o2) + cuda.blockIdx.z, int64(o1) + cuda.blockIdx.y, int64(o0) + r, q
 
 
+@functools.cache
+def plane_coords(dense):
+    """coords(P, Q, mag, sft, qblocks, o0, o1, o2) -> (inside, e, plane, n, c, p, q) of this thread in a
+    plane grid over P × Q planes: dense: e, plane, p, q (int32 but plane) set, n = c = 0; general: n, c,
+    p, q (int64) set, e = plane = 0. inside: whether (p, q) lies in the plane."""
+    I = int32 if dense else int64
+
+    @cuda.jit(device=True, inline=True)
+    def coords(P, Q, mag, sft, qblocks, o0, o1, o2):
+        if dense:
+            e, p, q, plane = dense_coords(Q, mag, sft, o2)
+            return e < I(P * Q), e, plane, int64(0), int64(0), p, q
+        n, c, p, q = general_coords(mag, sft, qblocks, o0, o1, o2)
+        return (p < P) & (q < Q), I(0), int64(0), n, c, p, q
+
+    return coords
+
+
 def plane_block(extent, threads):
     """Threads per block for rows of `extent` elements: `threads`, or fewer (whole warps) for small ones."""
     return max(32, min(threads, 32 * -(-int(extent) // 32)))

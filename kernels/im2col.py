@@ -150,6 +150,15 @@ def col2im_kernel(dtype, window=None, dense=True):
     KR, KS, SH, SW, DH, DW = window or (0,) * 6
     I, U = (int32, uint32) if dense else (int64, uint64)
 
+    @cuda.jit(device=True, inline=True)
+    def output_of(u, ONE, stride, mag, sft, n):
+        """(o, ok): the output o whose window starts u before this position along an axis (u = o·stride),
+        and whether there is one in [0, n); ONE: the stride compiled in as 1 (no divisibility test)."""
+        if ONE == 1:
+            return u, U(u) < U(n)
+        o = divmagic(max(u, I(0)), mag, sft)
+        return o, (u >= 0) & (I(o * stride) == u) & (o < n)
+
     @cuda.jit
     def col2im(cols, dst,                             # cols (nb, C·R·S, P·Q); dst (nb, C, Hd, Wd)
                R, S, sh, sw, pt, pl, dh, dw,          # geometry of the forward
@@ -173,21 +182,9 @@ def col2im_kernel(dtype, window=None, dense=True):
         w = I(j + origin_w + pl)
         acc = ZERO
         for r in range(rr):
-            u = I(h - r * (DH if DH else dh))
-            if SH == 1:
-                p = u
-                p_ok = U(u) < U(P)
-            else:
-                p = divmagic(max(u, I(0)), mags[0], mags[1])
-                p_ok = (u >= 0) & (I(p * sh) == u) & (p < P)
+            p, p_ok = output_of(I(h - r * (DH if DH else dh)), SH, sh, mags[0], mags[1], P)
             for s in range(ss):
-                v = I(w - s * (DW if DW else dw))
-                if SW == 1:
-                    q = v
-                    q_ok = U(v) < U(Q)
-                else:
-                    q = divmagic(max(v, I(0)), mags[2], mags[3])
-                    q_ok = (v >= 0) & (I(q * sw) == v) & (q < Q)
+                q, q_ok = output_of(I(w - s * (DW if DW else dw)), SW, sw, mags[2], mags[3], Q)
                 if p_ok & q_ok:
                     if dense:
                         acc += load(cols, cplane, I(I(I(r * ss + s) * P + p) * Q + q))

@@ -17,8 +17,8 @@ import math
 import numpy as np
 from numba import cuda, int32, int64, uint32, uint64
 
-from ._common import (c_contiguous, dense_coords, dense_plane_launches, divmagic, fits_int32, general_coords,
-                      general_plane_launches, grid_chunks, magic_numbers, numba_type)
+from ._common import (c_contiguous, dense_plane_launches, divmagic, fits_int32, general_coords, general_plane_launches,
+                      grid_chunks, magic_numbers, numba_type, plane_coords)
 from ._flat import load, store
 
 # Threads per block of the windowed kernels: one thread per output element, q fastest, so a warp's
@@ -56,6 +56,7 @@ def max_pool2d_kernel(dtype, window=None, dense=True):
     NEG_INF = np.dtype(dtype).type(-np.inf)
     KH, KW, DH, DW = window or (0, 0, 0, 0)
     I, U = (int32, uint32) if dense else (int64, uint64)
+    coords = plane_coords(dense)
 
     @cuda.jit
     def max_pool2d(x, y, idx,                                   # arrays: input, output, int64 indices
@@ -66,14 +67,9 @@ def max_pool2d_kernel(dtype, window=None, dense=True):
         W = I(x.shape[3])
         P = I(y.shape[2])
         Q = I(y.shape[3])
-        if dense:
-            e, p, q, plane = dense_coords(Q, mag, sft, o2)
-            if e >= I(P * Q):
-                return
-        else:
-            n, c, p, q = general_coords(mag, sft, qblocks, o0, o1, o2)
-            if p >= P or q >= Q:
-                return
+        inside, e, plane, n, c, p, q = coords(P, Q, mag, sft, qblocks, o0, o1, o2)
+        if not inside:
+            return
         h0 = I(p * sh - ph)
         w0 = I(q * sw - pw)
         best = NEG_INF
@@ -175,6 +171,7 @@ def avg_pool2d_kernel(dtype, window=None, dense=True, rule=DIV_INCLUDE_PAD):
     T = numba_type(dtype)
     KH, KW = window[:2] if window else (0, 0)
     I, U = (int32, uint32) if dense else (int64, uint64)
+    coords = plane_coords(dense)
     count = _window_count(I, rule)
     OVERRIDE = rule == DIV_OVERRIDE
 
@@ -187,14 +184,9 @@ def avg_pool2d_kernel(dtype, window=None, dense=True, rule=DIV_INCLUDE_PAD):
         W = I(x.shape[3])
         P = I(y.shape[2])
         Q = I(y.shape[3])
-        if dense:
-            e, p, q, plane = dense_coords(Q, mag, sft, o2)
-            if e >= I(P * Q):
-                return
-        else:
-            n, c, p, q = general_coords(mag, sft, qblocks, o0, o1, o2)
-            if p >= P or q >= Q:
-                return
+        inside, e, plane, n, c, p, q = coords(P, Q, mag, sft, qblocks, o0, o1, o2)
+        if not inside:
+            return
         h0 = I(p * sh - ph)
         w0 = I(q * sw - pw)
         acc = ZERO
@@ -438,6 +430,7 @@ def _backward_cell_kernel(dtype, geometry, dense, is_max, rule=DIV_INCLUDE_PAD):
     CQ = CELLS_PER_THREAD
     CW = CQ * SW                                         # input columns per thread
     I, U = (int32, uint32) if dense else (int64, uint64)
+    coords = plane_coords(dense)
     meets = cuda.jit(device=True, inline=True)(_meets)
     count = _window_count(I, rule)
     OVERRIDE = rule == DIV_OVERRIDE
@@ -451,14 +444,9 @@ def _backward_cell_kernel(dtype, geometry, dense, is_max, rule=DIV_INCLUDE_PAD):
         W = I(gx.shape[3])
         P = I(go.shape[2])
         Q = I(go.shape[3])
-        if dense:
-            e, m, mq, plane = dense_coords(I(Mq), mag, sft, o2)
-            if e >= I(M * Mq):
-                return
-        else:
-            n, c, m, mq = general_coords(mag, sft, qblocks, o0, o1, o2)
-            if m >= M or mq >= Mq:
-                return
+        inside, e, plane, n, c, m, mq = coords(I(M), I(Mq), mag, sft, qblocks, o0, o1, o2)
+        if not inside:
+            return
         h0 = I(m * SH - ph)                              # the cells' first row and column
         q0 = I(mq * CQ - B)                              # the first candidate output column
         w0 = I(mq * CW - pw)

@@ -2,20 +2,32 @@
 launcher passes, its block size, how its hot loop is chosen, and (memory kernels) the bytes one
 hot-loop iteration moves on its standard case.
 
-Standard cases (bytes are per hot-loop iteration, i.e. per element a thread handles, with `b` the
+Standard cases (bytes are per hot-loop iteration, i.e. per thread for the "kernel" rule, with `b` the
 dtype's size; DRAM traffic counts each unique input byte once and every output byte):
-- pooling 3×3/s2/p1 on the ResNet stem (16, 64, 112, 112) -> 56×56: an output reads 4 fresh inputs
-  and writes 1 (max: indices too, 8 B): max 5b + 8, avg 5b; the backward passes, per input element,
-  write 1 and read a quarter output gradient (max: and a quarter index): 1.25b + 2, 1.25b;
-- im2col of resnet_3x3_56 (3×3, pad 1): a column element is written once, the input read once for 9
-  of them: b·(1 + 1/9); col2im reads 9 column entries per element and writes 1: 10b; fold_padding
-  (pad 1 around 56×56) reads and writes one element: 2b;
-- the activation pass reads and writes y: 2b; its gradient reads go and z and writes: 3b; the bias
-  gradient reads one element: b;
-- depthwise 3×3 (16, 256, 56, 56): a block's 8×32 outputs read ~8×32 fresh inputs (the halo comes
-  from L2) and write 8×32, over 128 threads: 4b per thread;
+- pooling 3×3/s2/p1 on the ResNet stem (16, 64, 112, 112) -> 56×56, one thread per output: an output
+  reads 4 fresh inputs and writes 1 (max: indices too, 8 B): max 5b + 8, avg 5b (count_include_pad);
+  the backward passes, a thread per two 2×2 stride cells (8 inputs): write 8 and read 2 output
+  gradients (max: and 2 indices): 10b + 16, 10b;
+- global pooling: a thread's slice loop, which NVVM unrolls by 4: 4 elements read, 4b;
+- im2col of resnet_3x3_56 (3×3, pad 1), 8 column entries per thread: each written once, the input read
+  once for 9 of them: 8·b·(1 + 1/9); col2im (3×3, stride 1) reads 9 column entries per element and
+  writes 1: 10b; fold_padding (pad 1 around 56×56) reads and writes one element: 2b; its edge pass,
+  per element of the rows and columns padding reads (reflect): at least 2b;
+- the activation pass, 4 elements per thread, reads and writes y: 8b (ELU, the costliest activation in
+  float32; every activation's ceiling is the same on H200); its gradient reads go and z and writes:
+  12b (sigmoid, likewise); the general (strided) variants, one element per thread: 2b and 3b; the bias
+  gradient reads one element per iteration: b;
+- depthwise 3×3 (16, 256, 56, 56): a block's 16×32 outputs read ~16×32 fresh inputs (the halo comes
+  from L2) and write 16×32, over 128 threads: 8b per thread;
 - Winograd F(m×m, 3×3) transforms, per thread: filter reads 9, writes a² (a = m + 2); input reads
   m² fresh and writes a²; output reads a² and writes m² — F(4×4): 45b, 52b, 52b; F(2×2): 25b, 20b, 20b.
+
+Kernels with a dense and a general variant (C-contiguous arrays with int32 offsets inside a plane,
+against any strides and sizes) are measured in both; the dense one is what runs in the common case.
+Specialisations compiled per call (pooling windows, divisor rules, padding modes, activations) are
+measured on the standard case's: 3×3 windows, zeros padding, relu for the direct kernels. The
+per-element pooling backward (large strides or windows) is measured on the same geometry, at 1.25b + 2
+and 1.25b per input element, its loops counted twice each.
 """
 
 from __future__ import annotations
@@ -192,8 +204,12 @@ def kernel_specs() -> list[KernelSpec]:
                    _conv_args("depthwise"), True, 48 * 1024, direct.NTHREADS, "memory", "kernel", 1,
                    2 * direct.DW_ROWS * direct.PIX_X),
         KernelSpec("conv2d_depthwise_general", P(direct.conv2d_depthwise_kernel, pad_mode=PAD_ZEROS, act=ACT_RELU,
-                                                 dense=False),
-                   _conv_args("depthwise", "A"), True, 48 * 1024, direct.NTHREADS, "memory", "kernel", (3, 1),
+                                                 window=(3, 3, 1, 1, 1, 1), dense=False),
+                   _conv_args("depthwise", "A"), True, 48 * 1024, direct.NTHREADS, "memory", "kernel", 1,
+                   2 * direct.DW_ROWS * direct.PIX_X),
+        # windows past MAX_UNROLLED_WINDOW: loops (staging: rows, then columns), counted 3 and 1 times
+        KernelSpec("conv2d_depthwise_large", P(direct.conv2d_depthwise_kernel, pad_mode=PAD_ZEROS, act=ACT_RELU),
+                   _conv_args("depthwise"), True, 48 * 1024, direct.NTHREADS, "memory", "kernel", (3, 1),
                    2 * direct.DW_ROWS * direct.PIX_X),
         KernelSpec("max_pool2d", P(pool.max_pool2d_kernel, window=(3, 3, 1, 1)), _pool_args("max"), True, 0,
                    pool.POOL_THREADS, "memory", "kernel", 1, 5, 8),
