@@ -28,8 +28,11 @@ WEIGHT_BUDGET_BYTES = 16 * 1024
 
 
 def data_grad_chunk(R, S, Kg, itemsize):
-    """Output channels of a group whose weights (R·S taps × CB channels each) a block stages at once."""
-    return max(1, min(Kg, WEIGHT_BUDGET_BYTES // (R * S * CB * itemsize)))
+    """(KC, TC): output channels of a group, and taps, whose weights (CB channels each) a block stages at
+    once: every tap of as many channels as fit WEIGHT_BUDGET_BYTES, or for a huge window one channel
+    and as many taps as fit."""
+    KC = max(1, min(Kg, WEIGHT_BUDGET_BYTES // (R * S * CB * itemsize)))
+    return KC, max(1, min(R * S, WEIGHT_BUDGET_BYTES // (KC * CB * itemsize)))
 
 
 @functools.cache
@@ -43,10 +46,10 @@ def data_grad_kernel(dtype):
     padded grid (for padding modes other than zeros, folded afterwards).
 
     A thread takes CB channels of one group at one position: grid x walks (row, column block) pairs of
-    dst, y blocks of CB channels, z images. The block stages the weights of KC output channels at a
-    time in shared memory as (tap, channel, CB), then each thread runs its taps: which taps land on an
-    output pixel is decided with magic-number divisions (no division in the loops), and go is read at
-    a flat offset stepped by its channel stride (in elements)."""
+    dst, y blocks of CB channels, z images. The block stages the weights of KC output channels and TC
+    taps at a time in shared memory as (tap, channel, CB), then each thread runs its taps: which land
+    on an output pixel is decided with magic-number divisions (none in the channel loop), and go is
+    read at a flat offset stepped by its channel stride (in elements)."""
     ZERO = np.dtype(dtype).type(0)
     T = numba_type(dtype)
     SIZE = np.dtype(dtype).itemsize
@@ -55,7 +58,8 @@ def data_grad_kernel(dtype):
     def data_grad(go, w, bias, dst,                    # go (N, K, P, Q), w (K, Cg, R, S), bias (C,), dst (N, C, Hd, Wd)
                   sh, sw, pt, pl, dh, dw,              # the convolution's stride, padding (top, left), dilation
                   origin_h, origin_w, Kg, has_bias,    # ...; output channels per group
-                  KC, mags,                            # weight chunk; magic numbers of sh, sw, blocks per group, S, KC
+                  KC, TC, mags,                        # weight chunk: channels, taps; magic numbers of sh, sw,
+                                                       # channel blocks per group, S and KC
                   mag, sft, qblocks, o0, o1, o2):      # grid: (rows × column blocks, channel blocks, images)
         Hd = dst.shape[2]
         Wd = dst.shape[3]
@@ -84,41 +88,46 @@ def data_grad_kernel(dtype):
         for t in range(CB):
             acc[t] = ZERO
         k0 = int64(0)
-        while k0 < Kg:                                 # chunks of KC output channels
+        while k0 < Kg:                                 # chunks of KC output channels ...
             kcn = min(KC, Kg - k0)
-            e = tid
-            while e < RS * KC * CB:                    # sm[(rs · KC + kk) · CB + t]
-                rest = e >> 2
-                rs = divmagic(rest, mags[8], mags[9])
-                kk = rest - rs * KC
-                r = divmagic(rs, mags[6], mags[7])
-                t = e & (CB - 1)
-                v = ZERO
-                if (kk < kcn) & (cg0 + t < Cg):
-                    v = w[uint64(g * Kg + k0 + kk), uint64(cg0 + t), uint64(r), uint64(rs - r * S)]
-                sm[uint64(e)] = v
-                e += nthreads
-            cuda.syncthreads()  # this chunk's weights are staged before anyone reads them
-            if valid:
-                gbase = n * (gs[0] // SIZE) + (g * Kg + k0) * gsk
-                for r in range(R):
-                    u = h - r * dh
-                    p = int64(divmagic(int32(max(u, 0)), mags[0], mags[1]))
-                    if (u >= 0) & (p * sh == u) & (p < P):
-                        for s in range(S):
-                            v = x - s * dw
-                            q = int64(divmagic(int32(max(v, 0)), mags[2], mags[3]))
-                            if (v >= 0) & (q * sw == v) & (q < Q):
-                                go_off = gbase + p * (gs[2] // SIZE) + q * (gs[3] // SIZE)
-                                wk = uint64((r * S + s) * KC * CB)
-                                wend = wk + uint64(kcn * CB)
-                                while wk < wend:       # counters only: an offset each, no multiply
-                                    gv = load(go, go_off, 0)
-                                    for t in range(CB):
-                                        acc[t] += gv * sm[wk + uint64(t)]
-                                    go_off += gsk
-                                    wk += uint64(CB)
-            cuda.syncthreads()  # every thread is done with this chunk before the next overwrites it
+            t0 = int32(0)
+            while t0 < RS:                             # ... and of TC taps, so that any window fits
+                tcn = min(TC, RS - t0)
+                e = tid
+                while e < TC * KC * CB:                # sm[(tl · KC + kk) · CB + t] for tap t0 + tl
+                    rest = e >> 2
+                    tl = divmagic(rest, mags[8], mags[9])
+                    kk = rest - tl * KC
+                    rs = t0 + tl
+                    r = divmagic(rs, mags[6], mags[7])
+                    t = e & (CB - 1)
+                    v = ZERO
+                    if (kk < kcn) & (tl < tcn) & (cg0 + t < Cg):
+                        v = w[uint64(g * Kg + k0 + kk), uint64(cg0 + t), uint64(r), uint64(rs - r * S)]
+                    sm[uint64(e)] = v
+                    e += nthreads
+                cuda.syncthreads()  # this chunk's weights are staged before anyone reads them
+                if valid:
+                    gbase = n * (gs[0] // SIZE) + (g * Kg + k0) * gsk
+                    for tl in range(tcn):
+                        rs = t0 + tl
+                        r = divmagic(rs, mags[6], mags[7])
+                        u = h - r * dh
+                        v = x - (rs - r * S) * dw
+                        p = int64(divmagic(int32(max(u, 0)), mags[0], mags[1]))
+                        q = int64(divmagic(int32(max(v, 0)), mags[2], mags[3]))
+                        if (u >= 0) & (p * sh == u) & (p < P) & (v >= 0) & (q * sw == v) & (q < Q):
+                            go_off = gbase + p * (gs[2] // SIZE) + q * (gs[3] // SIZE)
+                            wk = uint64(tl * KC * CB)
+                            wend = wk + uint64(kcn * CB)
+                            while wk < wend:           # counters only: an offset each, no multiply
+                                gv = load(go, go_off, 0)
+                                for t in range(CB):
+                                    acc[t] += gv * sm[wk + uint64(t)]
+                                go_off += gsk
+                                wk += uint64(CB)
+                cuda.syncthreads()  # every thread is done with this chunk before the next overwrites it
+                t0 += TC
             k0 += KC
         if valid:
             for t in range(CB):
@@ -147,12 +156,12 @@ def launch_data_grad(dtype, stride, pads_tl, dilation, groups, origin, has_bias)
         N, _, Hd, Wd = dst_shape
         K, Cg, R, S = w_shape
         Kg = K // groups
-        KC = data_grad_chunk(R, S, Kg, itemsize)
+        KC, TC = data_grad_chunk(R, S, Kg, itemsize)
         cpg = -(-Cg // CB)
         mags = (magic_numbers(stride[0]) + magic_numbers(stride[1]) + magic_numbers(cpg) + magic_numbers(S) +
                 magic_numbers(KC))
-        shmem = R * S * KC * CB * itemsize
-        return (Kg, has_bias, KC, mags), shmem, general_plane_launches(N, groups * cpg, Hd, Wd, THREADS)
+        shmem = TC * KC * CB * itemsize
+        return (Kg, has_bias, KC, TC, mags), shmem, general_plane_launches(N, groups * cpg, Hd, Wd, THREADS)
 
     def launch(go, w, bias, dst, stream):
         for name, a in (("grad_out", go), ("weight", w)):

@@ -348,3 +348,22 @@ def test_direct_kernels_on_strided_arrays(rng, kernel, mode):
     assert got is out
     np.testing.assert_allclose(dense.copy_to_host(), want, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(out.copy_to_host(), want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("budget", [16 * 1024, 160, 32])
+def test_data_grad_weight_chunks(rng, monkeypatch, budget):
+    """The data gradient stages weights in chunks of output channels and taps: with a tiny budget a
+    block takes one channel and one tap (float64, 4 weights: 32 bytes) at a time, same result."""
+    from gpuconv.kernels import backward as kback
+
+    monkeypatch.setattr(kback, "WEIGHT_BUDGET_BYTES", budget)
+    x = rng.standard_normal((2, 6, 7, 8))
+    w = rng.standard_normal((4, 3, 3, 2))
+    kw = dict(stride=(2, 1), padding=(1, 1), dilation=(1, 2), groups=2)
+    y = ref.conv2d(x, w, None, **kw)
+    go = rng.standard_normal(y.shape)
+    want = ref.conv2d_backward(go, x, w, **kw)[0]
+    gx = cuda.to_device(np.full(x.shape, np.nan))
+    kback.launch_data_grad(np.float64, (2, 1), (1, 1), (1, 2), 2, (0, 0), False)(
+        cuda.to_device(go), cuda.to_device(w), cuda.to_device(np.zeros(1)), gx, 0)
+    np.testing.assert_allclose(gx.copy_to_host(), want, rtol=1e-12, atol=1e-12)

@@ -175,7 +175,7 @@ def _data_grad_args(dtype):
 
     t = _numba_t(dtype)
     a4 = types.Array(t, 4, "C")
-    return (a4, a4, types.Array(t, 1, "C"), a4) + (types.int64,) * 9 + (types.boolean, types.int64) + \
+    return (a4, a4, types.Array(t, 1, "C"), a4) + (types.int64,) * 9 + (types.boolean,) + (types.int64,) * 2 + \
         (types.UniTuple(types.uint32, 10),) + _plane_tail()
 
 
