@@ -49,8 +49,6 @@ def gpu_matmul(a, b, *, out=None, stream=None):
         if a_shape[0] != b_shape[0] and 1 not in (a_shape[0], b_shape[0]):
             raise ValueError(f"batch sizes differ: a {a_shape} and b {b_shape} (one may be 1)")
         batch = max(a_shape[0], b_shape[0])
-        if batch > 65535:
-            raise ValueError(f"batch {batch} is over the grid's 65535 limit")
     M, K, N = a_shape[-2], a_shape[-1], b_shape[-1]
     out_shape = (M, N) if len(a_shape) == 2 else (batch, M, N)
     kind = kinds["a"]

@@ -81,14 +81,18 @@ def _pool_args(kind):
 
 
 def _gemm_args(store, implicit=False):
+    """(A, B or x, C, bias, M, N, K, n_tiles, g0, img0, pix0, alpha, conv, ktab), as gemm.launch_gemm passes
+    them: operands are strided views (any layout), the bias C-contiguous; ktab is implicit GEMM's int32
+    tap table, or (unused) the bias again."""
     def args(dtype):
         from numba import types
 
         t = _numba_t(dtype)
-        c = types.Array(t, 4 if store == "nchw" else 3, "A")
+        c = types.Array(t, 3, "A")                  # "nchw": y viewed as (N, K, P·Q)
         b = types.Array(t, 4 if implicit else 3, "A")
-        return (types.Array(t, 3, "A"), b, c, types.Array(t, 1, "C")) + \
-            (types.int64,) * 3 + (types.boolean,) * 2 + (types.int64, types.int64, t, types.UniTuple(types.int64, 9))
+        bias = types.Array(t, 1, "C")
+        ktab = types.Array(types.int32, 2, "C") if implicit else bias    # the dense (Ktot, 2) tap table
+        return (types.Array(t, 3, "A"), b, c, bias) + (types.int64,) * 7 + (t, types.UniTuple(types.int64, 9), ktab)
     return args
 
 
