@@ -229,6 +229,9 @@ def test_bad_arguments_raise_before_any_graph(rng):
         gd.conv2d(x, rng.standard_normal((4, 3, 9, 9)).astype(np.float32))
     with pytest.raises(ValueError, match="algo must be one of"):
         gd.conv2d(x, w, algo="fft")
+    if gpuconv.SIMULATOR:
+        with pytest.raises(ValueError, match="algo='im2col_cublas' needs a CUDA device"):
+            gd.conv2d(x, w, algo="im2col_cublas")
     with pytest.raises(ValueError, match="x must be 4-D"):
         gd.conv2d(x[0], w)
     with pytest.raises(ValueError, match="unknown chunk sizes"):

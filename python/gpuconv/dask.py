@@ -37,7 +37,7 @@ import dask.array as da
 import numpy as np
 from dask.array.utils import meta_from_array
 
-from . import _args, _runtime, _tiling, autotune, filters
+from . import _args, _runtime, _tiling, autotune, filters, im2col
 from .conv import ALGOS, gpu_conv2d
 from .pool import divisor_code, gpu_avg_pool2d, gpu_max_pool2d
 
@@ -149,6 +149,8 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, p
     _args.activation_spec(activation)
     if algo not in ALGOS:
         raise ValueError(f"algo must be one of {', '.join(ALGOS)}, got {algo!r}")
+    if algo == "im2col_cublas":
+        im2col.check_cublas()
     weight, bias = _on_chunks_side(weight, "weight", x), _on_chunks_side(bias, "bias", x)
     if algo == "auto":
         algo = autotune.heuristic(g, x.dtype)
