@@ -268,9 +268,10 @@ def dask_row(case, flush=None):
     """gpuconv.dask.conv2d (direct kernel, CuPy chunks, threaded scheduler) against one gpu_conv2d call:
     checked first (bit for bit against the call, the call against the reference on crops), then timed.
     Skipped, saying why, where there is no CUDA device, CuPy or dask."""
-    g = conv2d_geometry(case.x_shape, case.w_shape, 1, case.padding)
-    row = dict(kind="dask", name=case.name, x=case.x_shape, w=case.w_shape, padding=case.padding, chunk=case.chunk,
-               flops=g.flops, checks={})
+    c, chunk = case.layer, case.chunk
+    g = conv2d_geometry(c.x_shape, c.w_shape, 1, c.padding)
+    row = dict(kind="dask", name=c.name, x=c.x_shape, w=c.w_shape, padding=c.padding, chunk=chunk, flops=g.flops,
+               checks={})
     reason = dask_skip_reason()
     if reason:
         row.update(skipped=reason, passed=None)
@@ -281,19 +282,19 @@ def dask_row(case, flush=None):
     import gpuconv.dask as gd
 
     rng = cupy.random.default_rng(0)
-    x = rng.standard_normal(case.x_shape, dtype=cupy.float32)
-    w = np.random.default_rng(1).standard_normal(case.w_shape).astype(np.float32)
+    x = rng.standard_normal(c.x_shape, dtype=cupy.float32)
+    w = np.random.default_rng(1).standard_normal(c.w_shape).astype(np.float32)
     dw = cupy.asarray(w)
-    dx = da.from_array(x, chunks=(case.N, case.C, case.chunk, case.chunk), asarray=False)
-    lazy = gd.conv2d(dx, dw, padding=case.padding, algo="direct")
-    whole = gpu_conv2d(x, dw, padding=case.padding, algo="direct")
+    dx = da.from_array(x, chunks=(c.N, c.C, chunk, chunk), asarray=False)
+    lazy = gd.conv2d(dx, dw, padding=c.padding, algo="direct")
+    whole = gpu_conv2d(x, dw, padding=c.padding, algo="direct")
     got = lazy.compute(scheduler="threads")
     same = bool(cupy.array_equal(got, whole))
     err = 0.0 if same else float(cupy.linalg.norm((got - whole).ravel()) / cupy.linalg.norm(whole.ravel()))
     del got
     row["checks"]["dask_vs_one_call"] = dict(rel_err=err, against="gpu_conv2d on the whole array", bitwise=same,
                                              passed=same)
-    eff = (case.R, case.S)
+    eff = (c.R, c.S)
     ref_err = crop_errors(x, w, whole, g.pads, eff)
     row["checks"]["one_call_vs_reference"] = dict(rel_err=ref_err, against="reference on 64×64 crops",
                                                   passed=ref_err < TOL)
@@ -303,7 +304,7 @@ def dask_row(case, flush=None):
         out = cupy.empty_like(whole)
         del whole
         t = {"gpuconv.dask": _wall_time(lambda: lazy.compute(scheduler="threads"), sync),
-             "gpu_conv2d": _wall_time(lambda: gpu_conv2d(x, dw, padding=case.padding, algo="direct", out=out), sync)}
+             "gpu_conv2d": _wall_time(lambda: gpu_conv2d(x, dw, padding=c.padding, algo="direct", out=out), sync)}
         for v in t.values():
             v["gflops"] = g.flops / (v["median_ms"] * 1e-3) / 1e9
         t["gpuconv.dask"]["ratio_to_one_call"] = t["gpuconv.dask"]["median_ms"] / t["gpu_conv2d"]["median_ms"]

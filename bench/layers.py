@@ -132,24 +132,12 @@ QUICK_GEMMS = GEMMS[:1]
 class DaskCase:
     """An image too large to want in one piece: gpuconv.dask.conv2d over chunk × chunk blocks of CuPy
     arrays against one gpu_conv2d call on the whole array. GPU only: the simulator cannot run it."""
-    name: str
-    N: int
-    C: int
-    H: int
-    W: int
-    K: int
-    R: int
-    S: int
-    padding: object
+    layer: ConvCase         # stride 1, no groups
     chunk: int              # spatial chunk size (rows and columns) of the dask array
 
     @property
-    def x_shape(self):
-        return (self.N, self.C, self.H, self.W)
-
-    @property
-    def w_shape(self):
-        return (self.K, self.C, self.R, self.S)
+    def name(self):
+        return self.layer.name
 
 
-DASK = [DaskCase("large_image_5x5", 1, 3, 16384, 16384, 8, 5, 5, 2, 4096)]     # 3.2 GB in, 8.6 GB out (fp32)
+DASK = [DaskCase(ConvCase("large_image_5x5", 1, 3, 16384, 16384, 8, 5, 5, 1, 2, tags=("dask",)), 4096)]  # 3.2 GB in
