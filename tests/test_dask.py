@@ -48,9 +48,11 @@ def conv_cases(draw):
     H, W = draw(st.integers(1, 14)), draw(st.integers(1, 14))
     stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
     dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
-    padding = draw(st.one_of(st.sampled_from(["same", "valid"]), st.integers(0, 3), st.tuples(*[st.integers(0, 3)] * 4)))
+    padding = draw(st.one_of(st.sampled_from(["same", "valid"]), st.integers(0, 3),
+                             st.tuples(*[st.integers(0, 3)] * 4)))
     x_shape, w_shape = (2, C, H, W), (K, C // groups, R, S)
-    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups, padding_mode=draw(st.sampled_from(MODES)))
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups,
+              padding_mode=draw(st.sampled_from(MODES)))
     chunks = (draw(st.integers(1, 2)), draw(st.integers(1, C)), draw(chunks_of(H)), draw(chunks_of(W)))
     return x_shape, w_shape, kw, chunks
 
