@@ -10,6 +10,10 @@ Operands are any-strided views (a transpose is a view): the host says which axis
 contiguous and the tile loads walk that axis with consecutive threads, so global reads coalesce.
 Batches: A and B are (a, rows, cols) and (b, rows, cols); product g uses A[g % a] and B[g % b], so
 an extent of 1 is broadcast.
+Grid: blockIdx.x numbers the block's tile of C (N tiles fastest, so the launch order is the usual
+row of tiles after row of tiles) and blockIdx.z its product, g = g0 + blockIdx.z: x has room for
+2**31 - 1 tiles where y has 65535, and a batch over 65535 products runs as several launches, each
+told its first product g0.
 
 Stores, made by the factory's `store` argument (one compiled kernel each):
 - "matrix": C is (batch, M, N), C[g, m, n].
@@ -28,7 +32,7 @@ import functools
 import numpy as np
 from numba import cuda, int64
 
-from ._common import ACT_LEAKY_RELU, ACT_NONE, ACT_RELU, epilogue, numba_type
+from ._common import ACT_LEAKY_RELU, ACT_NONE, ACT_RELU, MAX_GRID_X, MAX_GRID_YZ, epilogue, numba_type
 
 # Tile of C per block (BM×BN) and the K depth staged per step (BK), per dtype, with 16×16 threads.
 # float32: 128×128×8, an 8×8 register block per thread (the classic SGEMM shape): 64 accumulators and
@@ -102,6 +106,7 @@ def gemm_kernel(dtype, store, bias_mode=BIAS_NONE, act=ACT_NONE, accumulate=Fals
              M, N, K,                         # the product's extents (per batch)
              a_k_contig, b_n_contig,          # which axis of A / B is contiguous (tile-load order)
              img0, pix0,                      # "nchw": first image and first pixel of this chunk
+             g0,                              # this launch's first product (blockIdx.z counts from it)
              alpha,                           # the activation's parameter
              conv):                           # load_b's extra: implicit GEMM's (R, S, sh, sw, pt, pl, dh, dw, mode)
         As = cuda.shared.array((2, BK, AS_COLS), dtype=T)
@@ -115,12 +120,14 @@ def gemm_kernel(dtype, store, bias_mode=BIAS_NONE, act=ACT_NONE, accumulate=Fals
         tx = cuda.threadIdx.x
         ty = cuda.threadIdx.y
         tid = ty * THREADS_X + tx
-        g = cuda.blockIdx.z
+        g = g0 + cuda.blockIdx.z        # the grid as launch_gemm folds it (see the module docstring)
         ga = g % A.shape[0]             # a batch of 1 is broadcast; "nchw": A's batch is the groups
         groups = A.shape[0]
         Q = C.shape[C.ndim - 1]
-        m0 = int64(cuda.blockIdx.y) * BM
-        n0 = int64(cuda.blockIdx.x) * BN
+        n_tiles = (N + BN - 1) // BN
+        m_tile = int64(cuda.blockIdx.x) // n_tiles
+        m0 = m_tile * BM
+        n0 = (int64(cuda.blockIdx.x) - m_tile * n_tiles) * BN
 
         for i in range(TM):
             for j in range(TN):
@@ -217,17 +224,24 @@ def contiguous_axis_is_last(a) -> bool:
 def launch_gemm(dtype, store, M, N, K, batch, a_k_contig, b_n_contig, bias_mode=BIAS_NONE, act=ACT_NONE,
                 alpha=0.0, accumulate=False, load_b=None, conv=None):
     """A launch closure for fixed extents and epilogue: launch(A, B, C, bias, img0, pix0, stream).
-    load_b and conv (its 9-tuple of extra arguments) replace the matrix B operand (implicit GEMM)."""
-    # Launch plan: grid (ceil(N / BN), ceil(M / BM), batch) of 16×16-thread blocks, one BM×BN tile of C
-    # per block; each thread keeps its TM×TN block of C in registers over the whole K loop.
+    load_b and conv (its 9-tuple of extra arguments) replace the matrix B operand (implicit GEMM).
+    Any extents work: an empty product launches nothing (K = 0 writes the epilogue of zero)."""
+    # Launch plan: grid (ceil(M / BM) · ceil(N / BN), 1, ≤ 65535) of 16×16-thread blocks, one BM×BN tile of C
+    # per block, its tile number in blockIdx.x (N fastest) and its product g0 + blockIdx.z; batches over
+    # 65535 products launch once per 65535 (g0 = 0, 65535, ...). Each thread keeps its TM×TN block of C in
+    # registers over the whole K loop.
     kernel = gemm_kernel(dtype, store, bias_mode, act, accumulate, load_b)
     conv = tuple(int(v) for v in conv) if conv is not None else (0,) * 9
     BM, BN, _ = tile(dtype)
-    grid = (-(-N // BN), -(-M // BM), batch)
+    tiles = -(-M // BM) * -(-N // BN)
+    if tiles > MAX_GRID_X:
+        raise ValueError(f"a {M}×{N} product has {tiles} tiles of {BM}×{BN}, over the grid's {MAX_GRID_X}")
+    grids = [((tiles, 1, min(MAX_GRID_YZ, batch - g0)), g0) for g0 in range(0, batch, MAX_GRID_YZ)] if tiles else []
     block = (THREADS_X, THREADS_Y)
     alpha = np.dtype(dtype).type(alpha)
 
     def launch(A, B, C, bias, img0, pix0, stream):
-        kernel[grid, block, stream](A, B, C, bias, M, N, K, a_k_contig, b_n_contig, img0, pix0, alpha, conv)
+        for grid, g0 in grids:
+            kernel[grid, block, stream](A, B, C, bias, M, N, K, a_k_contig, b_n_contig, img0, pix0, g0, alpha, conv)
 
     return launch

@@ -124,29 +124,24 @@ def plan(g, dtype, has_bias, act, alpha, limit, cublas):
 
 
 class ImplicitGemmPlan:
-    """algo="implicit_gemm": the same GEMM with its B tiles gathered from x (no workspace). The batch
-    runs over (image, group); the grid's z extent (65535) bounds the images per launch."""
+    """algo="implicit_gemm": the same GEMM with its B tiles gathered from x (no workspace), one launch
+    over every (image, group) product (the GEMM launcher splits batches past the grid's limit)."""
 
     def __init__(self, g, dtype, has_bias, act, alpha):
         self.g, self.dtype = g, np.dtype(dtype)
         self.crs_g = g.C // g.groups * g.R * g.S
         self.k_g = g.K // g.groups
-        self.images = max(1, min(g.N, 65535 // g.groups))
         fused = act in kgemm.FUSED_ACTS
         bias_mode = kgemm.BIAS_ROW if has_bias else kgemm.BIAS_NONE
-        mode = _common.PAD_CODES[g.padding_mode]
-        self.gemms = {nb: kimplicit.launch_implicit_gemm(g, dtype, nb, mode, bias_mode,
-                                                         act if fused else _common.ACT_NONE, alpha)
-                      for nb in {self.images, g.N % self.images or self.images}}
+        self.gemm = kimplicit.launch_implicit_gemm(g, dtype, g.N, _common.PAD_CODES[g.padding_mode], bias_mode,
+                                                   act if fused else _common.ACT_NONE, alpha)
         late = None if fused or act == _common.ACT_NONE else act
         self.late = None if late is None else epilogue.launch_activation(g.out_shape, dtype, late, alpha)
 
     def run(self, dx, dw, db, dy, kind, like, s):
         g = self.g
         A = _interop.strided_view(dw, (g.groups, self.k_g, self.crs_g), weight_strides(dw.shape, dw.strides, g))
-        for img0 in range(0, g.N, self.images):
-            nb = min(self.images, g.N - img0)
-            self.gemms[nb](A, dx, dy, db, img0, s)
+        self.gemm(A, dx, dy, db, 0, s)
         if self.late is not None:
             self.late(dy, s)
 

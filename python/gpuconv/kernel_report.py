@@ -75,7 +75,7 @@ def _gemm_args(store, implicit=False):
         c = types.Array(t, 4 if store == "nchw" else 3, "A")
         b = types.Array(t, 4 if implicit else 3, "A")
         return (types.Array(t, 3, "A"), b, c, types.Array(t, 1, "C")) + \
-            (types.int64,) * 3 + (types.boolean,) * 2 + (types.int64, types.int64, t, types.UniTuple(types.int64, 9))
+            (types.int64,) * 3 + (types.boolean,) * 2 + (types.int64,) * 3 + (t, types.UniTuple(types.int64, 9))
     return args
 
 
@@ -107,7 +107,8 @@ def _wino_output_args(dtype):
     from gpuconv.kernels._common import numba_type
 
     t = numba_type(dtype)
-    return (types.Array(t, 3, "A"), types.Array(t, 4, "A"), types.Array(t, 1, "A")) + (types.int64,) * 3 + \
+    a4 = types.Array(t, 4, "A")
+    return (types.Array(t, 3, "A"), a4, types.Array(t, 1, "A"), a4, a4) + (types.int64,) * 6 + \
         (types.boolean, types.int64, t)
 
 
@@ -142,6 +143,7 @@ def kernel_specs() -> list[KernelSpec]:
         KernelSpec("activation", epilogue.activation_kernel, _arrays_then((4,), 1, alpha=True), True, 0),
         KernelSpec("activation_grad", epilogue.activation_grad_kernel, _arrays_then((4, 4, 4), 1, alpha=True), True,
                    0),
+        KernelSpec("fill", epilogue.fill_kernel, _arrays_then((1,), 0, alpha=True), True, 0),
         KernelSpec("conv2d_data_grad", backward.data_grad_kernel, _data_grad_args, True, 0),
         KernelSpec("conv2d_bias_grad", backward.bias_grad_kernel, _arrays_then((4, 1), 0), True, 0),
         KernelSpec("max_pool2d_backward", pool.max_pool2d_backward_kernel, _pool_args("max_backward"), True, 0),
