@@ -161,3 +161,26 @@ def test_read_only_out_is_refused_before_any_work(monkeypatch):
 def test_lists_are_type_errors(call):
     with pytest.raises(TypeError, match="must be an array"):
         call()
+
+
+def test_memoized_from_many_threads():
+    """Entries built, hit and evicted (maxsize 8) from 8 threads at once: never an error or a wrong value."""
+    import threading
+
+    f = _args.memoized(lambda a, b: (a, b, a * b), maxsize=8)
+    errors = []
+
+    def work(t):
+        try:
+            for i in range(3000):
+                a = (i * 7 + t) % 23
+                assert f(a, (a, 1)) == (a, (a, 1), a * (a, 1))
+        except Exception as e:          # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors

@@ -72,7 +72,8 @@ def gpu_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
         tiled GEMM, workspace capped by gpuconv.set_workspace_limit), "im2col_cublas" (columns +
         cuBLAS through CuPy, for comparison; needs a device and CuPy), "implicit_gemm" (our GEMM with
         the columns gathered from x tile by tile: no workspace), "winograd" / "winograd_2x2"
-        (F(4×4, 3×3) / F(2×2, 3×3) for 3×3 stride-1 dilation-1 ungrouped layers), "auto" (on a GPU the
+        (F(4×4, 3×3) / F(2×2, 3×3) for 3×3 stride-1 dilation-1 ungrouped layers; a tile with a non-finite
+        result is recomputed directly, so Inf/NaN land as with "direct"), "auto" (on a GPU the
         fastest eligible algorithm, timed on the first call for a shape and cached on disk; in the
         simulator a documented heuristic: see gpuconv.autotune);
     out: an array of the result's shape, dtype and side to write into;
