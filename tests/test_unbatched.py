@@ -106,3 +106,5 @@ def test_unbatched_operands_must_agree():
         gc.gpu_avg_pool2d_backward(R.standard_normal((1, 2, 4, 3)), X3, 2)
     with pytest.raises(ValueError, match=r"out must be 3-D \(unbatched\)"):
         gc.gpu_max_pool2d(X3, 2, out=np.zeros((1, 2, 3, 3)))
+    with pytest.raises(TypeError, match="grad_out must be an array"):
+        gc.gpu_avg_pool2d_backward(np.zeros((2, 4, 3)).tolist(), X3, 2)

@@ -358,7 +358,10 @@ def call_unbatched(fn, named, out=None, batched=None):
     None)], as PyTorch runs an unbatched (C, H, W) input, and drop the batch axis again from the results
     (all of them, or those at the indices in `batched` of a tuple result); out= comes back as is."""
     for name, a in named + [("out", out)]:
-        if a is not None and ndim(a) != 3:
+        if a is None:
+            continue
+        kind_of(a, name)                                    # a TypeError for what is not an array
+        if ndim(a) != 3:
             raise ValueError(f"{name} must be 3-D (unbatched) like the other operands, got shape {tuple(a.shape)}")
     views = [None if a is None else add_batch_axis(a, name) for name, a in named]
     out_view = None if out is None else add_batch_axis(out, "out")

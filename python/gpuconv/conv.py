@@ -98,7 +98,7 @@ def gpu_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     act, alpha = _args.activation_spec(activation)
     if algo not in ALGOS:
         raise ValueError(f"algo must be one of {', '.join(ALGOS)} in this version, got {algo!r}")
-    if _kernel is not None:    # private (tests, benchmarks): force one direct kernel; its launcher checks the shape
+    if _kernel is not None:    # private (tests, benchmarks): force one direct kernel, if it can run the shape
         if _kernel not in _DIRECT_KERNELS:
             raise ValueError(f"_kernel must be one of {', '.join(_DIRECT_KERNELS)}, got {_kernel!r}")
         if algo not in ("auto", "direct"):
