@@ -1,0 +1,273 @@
+"""The convolutions as torch.library custom ops (namespace gpuconv): schemas, fake implementations
+(output shapes from the size formulas, no kernel run) and autograd, every derivative on our kernels.
+
+Arguments arrive normalised by gpuconv.torch: pads as (top, bottom, left, right), pairs as 2-lists, the
+activation as its name and parameter (None: the default). Ops never mutate or alias their inputs.
+
+    conv2d(x, w, b)            y = act(conv(x, w) + b)
+    conv2d_input_grad(g, x, w) Aᵀ g, A = conv(·, w) (the data gradient; x gives only the shape)
+    conv2d_weight_grad(g, x, w) Bᵀ g, B = conv(x, ·) (the weight gradient; w gives only the shape)
+    conv2d_backward            the fused first-order gradient (gpu_conv2d_backward: one recompute of z)
+    conv_transpose2d, conv_transpose2d_backward
+
+First-order backward (grad mode off, the usual case, and what torch.compile traces) is one fused op.
+A backward that must itself be differentiated (create_graph=True) is built from differentiable ops:
+g = go · act'(z) (torch ops on the recomputed z), conv2d_input_grad(g), conv2d_weight_grad(g), Σ g.
+Those two are linear in each argument and adjoint to conv2d, so their own derivatives are again conv2d,
+conv2d_input_grad and conv2d_weight_grad: derivatives of any order stay on gpuconv's kernels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from . import _args, _torch_activations, conv
+from .backward import gpu_conv2d_backward, gpu_conv_transpose2d, gpu_conv_transpose2d_backward
+from .conv import gpu_conv2d
+
+NEEDS = ("input", "weight", "bias")
+
+
+def activation_arg(name, param):
+    """The wrappers' activation argument from the schema's (name, parameter or None)."""
+    return name if param is None else (name, param)
+
+
+def concrete(*tensors) -> bool:
+    """Are all shapes plain ints (not torch.compile's symbolic sizes)? Then the fakes run the full checks."""
+    return all(isinstance(s, int) for t in tensors if t is not None for s in t.shape)
+
+
+def _detached(t):
+    # a CUDA tensor that requires grad refuses __cuda_array_interface__; the op runs below autograd anyway
+    return None if t is None else t.detach()
+
+
+def _conv_shape(x, weight, stride, pads, dilation):
+    P = _args.out_size(x.shape[2], pads[0], pads[1], weight.shape[2], stride[0], dilation[0])
+    Q = _args.out_size(x.shape[3], pads[2], pads[3], weight.shape[3], stride[1], dilation[1])
+    return (x.shape[0], weight.shape[0], P, Q)
+
+
+def _check_conv(x, weight, bias, stride, pads, dilation, groups, padding_mode):
+    """The wrappers' shape checks, at trace time (fake tensors) where the shapes are known."""
+    if concrete(x, weight, bias):
+        conv.geometry(tuple(x.shape), tuple(weight.shape), tuple(stride), tuple(pads), tuple(dilation), groups,
+                      padding_mode, None if bias is None else tuple(bias.shape))
+
+
+# ----------------------------------------------------------------------------- conv2d
+
+
+@torch.library.custom_op("gpuconv::conv2d", mutates_args=())
+def conv2d(x: Tensor, weight: Tensor, bias: Optional[Tensor], stride: Sequence[int], pads: Sequence[int],
+           dilation: Sequence[int], groups: int, padding_mode: str, activation: Optional[str],
+           alpha: Optional[float], algo: str) -> Tensor:
+    return gpu_conv2d(x.detach(), weight.detach(), _detached(bias), stride, pads, dilation, groups,
+                      padding_mode=padding_mode, activation=activation_arg(activation, alpha), algo=algo)
+
+
+@conv2d.register_fake
+def _(x, weight, bias, stride, pads, dilation, groups, padding_mode, activation, alpha, algo):
+    _check_conv(x, weight, bias, stride, pads, dilation, groups, padding_mode)
+    return x.new_empty(_conv_shape(x, weight, stride, pads, dilation))
+
+
+@torch.library.custom_op("gpuconv::conv2d_backward", mutates_args=())
+def conv2d_backward(grad_out: Tensor, x: Tensor, weight: Tensor, bias: Optional[Tensor], stride: Sequence[int],
+                    pads: Sequence[int], dilation: Sequence[int], groups: int, padding_mode: str,
+                    activation: Optional[str], alpha: Optional[float], needs: Sequence[bool]) -> list[Tensor]:
+    """[grad_x][, grad_w][, grad_b]: the gradients `needs` (3 flags) asks for, in that order."""
+    grads = gpu_conv2d_backward(grad_out.detach(), x.detach(), weight.detach(), stride, pads, dilation, groups,
+                                padding_mode, [n for n, f in zip(NEEDS, needs) if f], bias=_detached(bias),
+                                activation=activation_arg(activation, alpha))
+    return [g for g in grads if g is not None]
+
+
+@conv2d_backward.register_fake
+def _(grad_out, x, weight, bias, stride, pads, dilation, groups, padding_mode, activation, alpha, needs):
+    _check_conv(x, weight, bias, stride, pads, dilation, groups, padding_mode)
+    shapes = (x.shape, weight.shape, (weight.shape[0],))
+    return [grad_out.new_empty(s) for s, f in zip(shapes, needs) if f]
+
+
+def _conv2d_setup(ctx, inputs, output):
+    x, weight, bias, *conf = inputs
+    ctx.save_for_backward(x, weight, bias)
+    ctx.conf = conf
+
+
+def _conv2d_backward(ctx, go):
+    x, weight, bias = ctx.saved_tensors
+    stride, pads, dilation, groups, padding_mode, activation, alpha, algo = ctx.conf
+    needs = (ctx.needs_input_grad[0], ctx.needs_input_grad[1], bias is not None and ctx.needs_input_grad[2])
+    grads = [None, None, None]
+    if torch.is_grad_enabled():         # create_graph=True: a graph of differentiable ops
+        geo = (stride, pads, dilation, groups, padding_mode)
+        g = go
+        if activation is not None:
+            z = conv2d(x, weight, bias, *geo, None, None, algo)
+            _, a = _args.activation_spec(activation_arg(activation, alpha))
+            g = go * _torch_activations.derivative(activation, a, z)
+        if needs[0]:
+            grads[0] = conv2d_input_grad(g, x, weight, *geo)
+        if needs[1]:
+            grads[1] = conv2d_weight_grad(g, x, weight, *geo)
+        if needs[2]:
+            grads[2] = g.sum((0, 2, 3))
+    elif any(needs):
+        it = iter(conv2d_backward(go, x, weight, bias, stride, pads, dilation, groups, padding_mode, activation,
+                                  alpha, needs))
+        grads = [next(it) if f else None for f in needs]
+    return (*grads,) + (None,) * 8
+
+
+conv2d.register_autograd(_conv2d_backward, setup_context=_conv2d_setup)
+
+
+# ----------------------------------------------------------------------------- the two linear pieces
+
+
+@torch.library.custom_op("gpuconv::conv2d_input_grad", mutates_args=())
+def conv2d_input_grad(grad_out: Tensor, x: Tensor, weight: Tensor, stride: Sequence[int], pads: Sequence[int],
+                      dilation: Sequence[int], groups: int, padding_mode: str) -> Tensor:
+    """Gradient of conv(x, weight) w.r.t. x for output gradient grad_out; x is read for its shape only."""
+    return gpu_conv2d_backward(grad_out.detach(), x.detach(), weight.detach(), stride, pads, dilation, groups,
+                               padding_mode, ("input",))[0]
+
+
+@conv2d_input_grad.register_fake
+def _(grad_out, x, weight, stride, pads, dilation, groups, padding_mode):
+    _check_conv(x, weight, None, stride, pads, dilation, groups, padding_mode)
+    return grad_out.new_empty(x.shape)
+
+
+@torch.library.custom_op("gpuconv::conv2d_weight_grad", mutates_args=())
+def conv2d_weight_grad(grad_out: Tensor, x: Tensor, weight: Tensor, stride: Sequence[int], pads: Sequence[int],
+                       dilation: Sequence[int], groups: int, padding_mode: str) -> Tensor:
+    """Gradient of conv(x, weight) w.r.t. weight for output gradient grad_out; weight gives its shape only."""
+    return gpu_conv2d_backward(grad_out.detach(), x.detach(), weight.detach(), stride, pads, dilation, groups,
+                               padding_mode, ("weight",))[1]
+
+
+@conv2d_weight_grad.register_fake
+def _(grad_out, x, weight, stride, pads, dilation, groups, padding_mode):
+    _check_conv(x, weight, None, stride, pads, dilation, groups, padding_mode)
+    return grad_out.new_empty(weight.shape)
+
+
+def _linear_setup(ctx, inputs, output):
+    grad_out, x, weight, *geo = inputs
+    ctx.save_for_backward(grad_out, x, weight)
+    ctx.geo = geo
+
+
+def _input_grad_backward(ctx, ggx):
+    # gx = Aᵀ g with A = conv(·, w): d/dg = A ggx = conv(ggx, w); d/dw of <ggx, Aᵀ g> = <conv(ggx, w), g>
+    # is the weight gradient of conv(ggx, ·) for g
+    g, _, weight = ctx.saved_tensors
+    d_g = conv2d(ggx, weight, None, *ctx.geo, None, None, "auto") if ctx.needs_input_grad[0] else None
+    d_w = conv2d_weight_grad(g, ggx, weight, *ctx.geo) if ctx.needs_input_grad[2] else None
+    return (d_g, None, d_w) + (None,) * 5
+
+
+def _weight_grad_backward(ctx, ggw):
+    # gw = Bᵀ g with B = conv(x, ·): d/dg = B ggw = conv(x, ggw); d/dx of <conv(x, ggw), g> is the data
+    # gradient of conv(·, ggw) for g
+    g, x, _ = ctx.saved_tensors
+    d_g = conv2d(x, ggw, None, *ctx.geo, None, None, "auto") if ctx.needs_input_grad[0] else None
+    d_x = conv2d_input_grad(g, x, ggw, *ctx.geo) if ctx.needs_input_grad[1] else None
+    return (d_g, d_x, None) + (None,) * 5
+
+
+conv2d_input_grad.register_autograd(_input_grad_backward, setup_context=_linear_setup)
+conv2d_weight_grad.register_autograd(_weight_grad_backward, setup_context=_linear_setup)
+
+
+# ----------------------------------------------------------------------------- transposed convolution
+
+
+def _transpose_shape(x, weight, stride, padding, output_padding, groups, dilation):
+    return (x.shape[0], weight.shape[1] * groups) + tuple(
+        (x.shape[2 + i] - 1) * stride[i] - 2 * padding[i] + dilation[i] * (weight.shape[2 + i] - 1)
+        + output_padding[i] + 1 for i in range(2))
+
+
+def _check_transpose(x, weight, bias, stride, padding, output_padding, groups, dilation):
+    if concrete(x, weight, bias):
+        _args.conv_transpose2d_geometry(tuple(x.shape), tuple(weight.shape), tuple(stride), tuple(padding),
+                                        tuple(output_padding), groups, tuple(dilation),
+                                        None if bias is None else tuple(bias.shape))
+
+
+@torch.library.custom_op("gpuconv::conv_transpose2d", mutates_args=())
+def conv_transpose2d(x: Tensor, weight: Tensor, bias: Optional[Tensor], stride: Sequence[int],
+                     padding: Sequence[int], output_padding: Sequence[int], groups: int,
+                     dilation: Sequence[int]) -> Tensor:
+    return gpu_conv_transpose2d(x.detach(), weight.detach(), _detached(bias), stride, padding, output_padding,
+                                groups, dilation)
+
+
+@conv_transpose2d.register_fake
+def _(x, weight, bias, stride, padding, output_padding, groups, dilation):
+    _check_transpose(x, weight, bias, stride, padding, output_padding, groups, dilation)
+    return x.new_empty(_transpose_shape(x, weight, stride, padding, output_padding, groups, dilation))
+
+
+@torch.library.custom_op("gpuconv::conv_transpose2d_backward", mutates_args=())
+def conv_transpose2d_backward(grad_out: Tensor, x: Tensor, weight: Tensor, stride: Sequence[int],
+                              padding: Sequence[int], output_padding: Sequence[int], groups: int,
+                              dilation: Sequence[int], needs: Sequence[bool]) -> list[Tensor]:
+    """[grad_x][, grad_w][, grad_b]: the gradients `needs` (3 flags) asks for, in that order."""
+    grads = gpu_conv_transpose2d_backward(grad_out.detach(), x.detach(), weight.detach(), stride, padding,
+                                          output_padding, groups, dilation,
+                                          [n for n, f in zip(NEEDS, needs) if f])
+    return [g for g in grads if g is not None]
+
+
+@conv_transpose2d_backward.register_fake
+def _(grad_out, x, weight, stride, padding, output_padding, groups, dilation, needs):
+    _check_transpose(x, weight, None, stride, padding, output_padding, groups, dilation)
+    shapes = (x.shape, weight.shape, (grad_out.shape[1],))
+    return [grad_out.new_empty(s) for s, f in zip(shapes, needs) if f]
+
+
+def _transpose_setup(ctx, inputs, output):
+    x, weight, bias, *conf = inputs
+    ctx.save_for_backward(x, weight)
+    ctx.has_bias = bias is not None
+    ctx.conf = conf
+
+
+def _transpose_backward(ctx, go):
+    x, weight = ctx.saved_tensors
+    stride, padding, output_padding, groups, dilation = ctx.conf
+    needs = (ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.has_bias and ctx.needs_input_grad[2])
+    grads = [None, None, None]
+    if torch.is_grad_enabled():
+        # y = Aᵀ x with A the convolution from y's shape to x's: gx = A go, gw its weight gradient with x as
+        # the output gradient. An output_padding >= stride (allowed when dilation > stride) gives A
+        # output_padding // stride more rows and columns than x: cut them from gx, pad x with zeros for gw.
+        geo = (stride, (padding[0], padding[0], padding[1], padding[1]), dilation, groups, "zeros")
+        extra = [output_padding[i] // stride[i] for i in range(2)]
+        if needs[0]:
+            grads[0] = conv2d(go, weight, None, *geo, None, None, "auto")
+            if any(extra):
+                grads[0] = grads[0][:, :, :x.shape[2], :x.shape[3]]
+        if needs[1]:
+            xg = torch.nn.functional.pad(x, (0, extra[1], 0, extra[0])) if any(extra) else x
+            grads[1] = conv2d_weight_grad(xg, go, weight, *geo)
+        if needs[2]:
+            grads[2] = go.sum((0, 2, 3))
+    elif any(needs):
+        it = iter(conv_transpose2d_backward(go, x, weight, stride, padding, output_padding, groups, dilation,
+                                            needs))
+        grads = [next(it) if f else None for f in needs]
+    return (*grads,) + (None,) * 5
+
+
+conv_transpose2d.register_autograd(_transpose_backward, setup_context=_transpose_setup)

@@ -1,0 +1,172 @@
+"""Pooling as torch.library custom ops (namespace gpuconv): schemas, fake implementations and autograd.
+
+Arguments arrive normalised by gpuconv.torch (pairs as 2-lists, the stride filled in).
+
+    max_pool2d(x) -> (y, indices)      backward: max_pool2d_backward (scatter of go to the indices)
+    max_pool2d_backward(go, x, idx)    linear in go; backward: max_pool2d_gather (gather by the indices)
+    max_pool2d_gather(t, idx)          t's value at each index; backward: max_pool2d_backward
+    avg_pool2d(x)                      linear; backward avg_pool2d_backward, whose backward is avg_pool2d
+
+The scatter and the gather are each other's adjoints, as are the average pool and its backward, so
+derivatives of every order run on these ops (the scatters on gpuconv's deterministic kernels).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from . import _args
+from ._torch_conv_ops import concrete
+from .pool import gpu_avg_pool2d, gpu_max_pool2d
+from .pool_backward import gpu_avg_pool2d_backward, gpu_max_pool2d_backward
+
+
+def _pool_shape(x, kernel, stride, padding, dilation, ceil_mode):
+    return tuple(x.shape[:2]) + tuple(
+        _args.pool_out_size(x.shape[2 + i], kernel[i], stride[i], padding[i], dilation[i], ceil_mode)
+        for i in range(2))
+
+
+def _check_pool(x, kernel, stride, padding, dilation, ceil_mode):
+    """The wrappers' shape checks, at trace time (fake tensors) where the shapes are known."""
+    if concrete(x):
+        _args.pool2d_geometry(tuple(x.shape), tuple(kernel), tuple(stride), tuple(padding), tuple(dilation),
+                              ceil_mode)
+
+
+# ----------------------------------------------------------------------------- max pooling
+
+
+@torch.library.custom_op("gpuconv::max_pool2d", mutates_args=())
+def max_pool2d(x: Tensor, kernel_size: Sequence[int], stride: Sequence[int], padding: Sequence[int],
+               dilation: Sequence[int], ceil_mode: bool) -> tuple[Tensor, Tensor]:
+    """(y, int64 flat per-plane indices of each window's maximum)."""
+    return gpu_max_pool2d(x.detach(), kernel_size, stride, padding, dilation, ceil_mode, return_indices=True)
+
+
+@max_pool2d.register_fake
+def _(x, kernel_size, stride, padding, dilation, ceil_mode):
+    _check_pool(x, kernel_size, stride, padding, dilation, ceil_mode)
+    shape = _pool_shape(x, kernel_size, stride, padding, dilation, ceil_mode)
+    return x.new_empty(shape), x.new_empty(shape, dtype=torch.int64)
+
+
+@torch.library.custom_op("gpuconv::max_pool2d_backward", mutates_args=())
+def max_pool2d_backward(grad_out: Tensor, x: Tensor, indices: Tensor, kernel_size: Sequence[int],
+                        stride: Sequence[int], padding: Sequence[int], dilation: Sequence[int],
+                        ceil_mode: bool) -> Tensor:
+    """Each grad_out element added to x's element its index names; x is read for its shape only."""
+    return gpu_max_pool2d_backward(grad_out.detach(), x.detach(), kernel_size, stride, padding, dilation, ceil_mode,
+                                   indices=indices)
+
+
+@max_pool2d_backward.register_fake
+def _(grad_out, x, indices, kernel_size, stride, padding, dilation, ceil_mode):
+    _check_pool(x, kernel_size, stride, padding, dilation, ceil_mode)
+    return grad_out.new_empty(x.shape)
+
+
+@torch.library.custom_op("gpuconv::max_pool2d_gather", mutates_args=())
+def max_pool2d_gather(t: Tensor, indices: Tensor, kernel_size: Sequence[int], stride: Sequence[int],
+                      padding: Sequence[int], dilation: Sequence[int], ceil_mode: bool) -> Tensor:
+    """out[n, c, p, q] = t[n, c] (flattened) at indices[n, c, p, q]: the adjoint of max_pool2d_backward."""
+    return torch.gather(t.detach().flatten(2), 2, indices.flatten(2)).view(indices.shape)
+
+
+@max_pool2d_gather.register_fake
+def _(t, indices, kernel_size, stride, padding, dilation, ceil_mode):
+    _check_pool(t, kernel_size, stride, padding, dilation, ceil_mode)
+    return t.new_empty(indices.shape)
+
+
+def _max_setup(ctx, inputs, output):
+    ctx.save_for_backward(inputs[0], output[1])
+    ctx.conf = inputs[1:]
+
+
+def _max_backward(ctx, go, _go_indices):
+    x, indices = ctx.saved_tensors
+    return (max_pool2d_backward(go, x, indices, *ctx.conf),) + (None,) * 5
+
+
+def _scatter_setup(ctx, inputs, output):
+    ctx.save_for_backward(inputs[1], inputs[2])      # x (its shape), indices
+    ctx.conf = inputs[3:]
+
+
+def _scatter_backward(ctx, ggx):
+    # linear in grad_out, and the indices fix where each element goes: x itself gets no gradient
+    _, indices = ctx.saved_tensors
+    return (max_pool2d_gather(ggx, indices, *ctx.conf), None, None) + (None,) * 5
+
+
+def _gather_setup(ctx, inputs, output):
+    ctx.save_for_backward(inputs[0], inputs[1])      # t (its shape), indices
+    ctx.conf = inputs[2:]
+
+
+def _gather_backward(ctx, gg):
+    t, indices = ctx.saved_tensors
+    return (max_pool2d_backward(gg, t, indices, *ctx.conf), None) + (None,) * 5
+
+
+max_pool2d.register_autograd(_max_backward, setup_context=_max_setup)
+max_pool2d_backward.register_autograd(_scatter_backward, setup_context=_scatter_setup)
+max_pool2d_gather.register_autograd(_gather_backward, setup_context=_gather_setup)
+
+
+# ----------------------------------------------------------------------------- average pooling
+
+
+@torch.library.custom_op("gpuconv::avg_pool2d", mutates_args=())
+def avg_pool2d(x: Tensor, kernel_size: Sequence[int], stride: Sequence[int], padding: Sequence[int],
+               ceil_mode: bool, count_include_pad: bool, divisor_override: Optional[int]) -> Tensor:
+    return gpu_avg_pool2d(x.detach(), kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
+
+
+@avg_pool2d.register_fake
+def _(x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
+    _check_pool(x, kernel_size, stride, padding, (1, 1), ceil_mode)
+    return x.new_empty(_pool_shape(x, kernel_size, stride, padding, (1, 1), ceil_mode))
+
+
+@torch.library.custom_op("gpuconv::avg_pool2d_backward", mutates_args=())
+def avg_pool2d_backward(grad_out: Tensor, x: Tensor, kernel_size: Sequence[int], stride: Sequence[int],
+                        padding: Sequence[int], ceil_mode: bool, count_include_pad: bool,
+                        divisor_override: Optional[int]) -> Tensor:
+    """Each grad_out element / its divisor, spread over its window; x is read for its shape only."""
+    return gpu_avg_pool2d_backward(grad_out.detach(), x.detach(), kernel_size, stride, padding, ceil_mode,
+                                   count_include_pad, divisor_override)
+
+
+@avg_pool2d_backward.register_fake
+def _(grad_out, x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
+    _check_pool(x, kernel_size, stride, padding, (1, 1), ceil_mode)
+    return grad_out.new_empty(x.shape)
+
+
+def _avg_setup(ctx, inputs, output):
+    ctx.save_for_backward(inputs[0])
+    ctx.conf = inputs[1:]
+
+
+def _avg_backward(ctx, go):
+    (x,) = ctx.saved_tensors
+    return (avg_pool2d_backward(go, x, *ctx.conf),) + (None,) * 6
+
+
+def _avg_scatter_setup(ctx, inputs, output):
+    ctx.conf = inputs[2:]
+
+
+def _avg_scatter_backward(ctx, ggx):
+    # linear in grad_out, independent of x's values: its adjoint is the average pool itself
+    return (avg_pool2d(ggx, *ctx.conf), None) + (None,) * 6
+
+
+avg_pool2d.register_autograd(_avg_backward, setup_context=_avg_setup)
+avg_pool2d_backward.register_autograd(_avg_scatter_backward, setup_context=_avg_scatter_setup)
