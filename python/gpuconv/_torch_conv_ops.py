@@ -53,11 +53,18 @@ def _conv_shape(x, weight, stride, pads, dilation):
     return (x.shape[0], weight.shape[0], P, Q)
 
 
-def _check_conv(x, weight, bias, stride, pads, dilation, groups, padding_mode):
+def _check_conv(x, weight, bias, stride, pads, dilation, groups, padding_mode, grad_out=None):
     """The wrappers' shape checks, at trace time (fake tensors) where the shapes are known."""
-    if concrete(x, weight, bias):
-        conv.geometry(tuple(x.shape), tuple(weight.shape), tuple(stride), tuple(pads), tuple(dilation), groups,
-                      padding_mode, None if bias is None else tuple(bias.shape))
+    if concrete(x, weight, bias, grad_out):
+        g = conv.geometry(tuple(x.shape), tuple(weight.shape), tuple(stride), tuple(pads), tuple(dilation), groups,
+                          padding_mode, None if bias is None else tuple(bias.shape))
+        check_grad_out(grad_out, g.out_shape)
+
+
+def check_grad_out(grad_out, out_shape, name="grad_out"):
+    if grad_out is not None and tuple(grad_out.shape) != tuple(out_shape):
+        raise ValueError(f"{name} must have the forward's output shape {tuple(out_shape)}, "
+                         f"got {tuple(grad_out.shape)}")
 
 
 # ----------------------------------------------------------------------------- conv2d
@@ -90,9 +97,43 @@ def conv2d_backward(grad_out: Tensor, x: Tensor, weight: Tensor, bias: Optional[
 
 @conv2d_backward.register_fake
 def _(grad_out, x, weight, bias, stride, pads, dilation, groups, padding_mode, activation, alpha, needs):
-    _check_conv(x, weight, bias, stride, pads, dilation, groups, padding_mode)
+    _check_conv(x, weight, bias, stride, pads, dilation, groups, padding_mode, grad_out)
     shapes = (x.shape, weight.shape, (weight.shape[0],))
     return [grad_out.new_empty(s) for s, f in zip(shapes, needs) if f]
+
+
+def _conv2d_grads(go, x, weight, bias, conf, needs):
+    """[gx, gw, gb] of conv2d (None where `needs` says no), from differentiable ops."""
+    stride, pads, dilation, groups, padding_mode, activation, alpha, algo = conf
+    geo = (stride, pads, dilation, groups, padding_mode)
+    g = go
+    if activation is not None:
+        z = conv2d(x, weight, bias, *geo, None, None, algo)
+        _, a = _args.activation_spec(activation_arg(activation, alpha))
+        g = go * _torch_activations.derivative(activation, a, z)
+    return [conv2d_input_grad(g, x, weight, *geo) if needs[0] else None,
+            conv2d_weight_grad(g, x, weight, *geo) if needs[1] else None,
+            g.sum((0, 2, 3)) if needs[2] else None]
+
+
+def unpack(grads, needs):
+    """The list a fused backward op returns -> one entry per flag of `needs`, None where not asked."""
+    it = iter(grads)
+    return [next(it) if f else None for f in needs]
+
+
+def vjp(fn, inputs, needs_input, cotangents):
+    """The backward of an op whose outputs are fn(*inputs), a composite of differentiable ops: its
+    vector-Jacobian product for the cotangents, itself differentiable when grad mode is on."""
+    wrt = [t for t, f in zip(inputs, needs_input) if f]
+    with torch.enable_grad():
+        outs = fn(*inputs)
+    pairs = [(o, c) for o, c in zip(outs, cotangents) if c is not None and o.requires_grad]
+    if not wrt or not pairs:
+        return (None,) * len(inputs)
+    grads = iter(torch.autograd.grad([o for o, _ in pairs], wrt, [c for _, c in pairs], allow_unused=True,
+                                     create_graph=torch.is_grad_enabled()))
+    return tuple(next(grads) if f else None for f in needs_input)
 
 
 def _conv2d_setup(ctx, inputs, output):
@@ -103,29 +144,31 @@ def _conv2d_setup(ctx, inputs, output):
 
 def _conv2d_backward(ctx, go):
     x, weight, bias = ctx.saved_tensors
-    stride, pads, dilation, groups, padding_mode, activation, alpha, algo = ctx.conf
     needs = (ctx.needs_input_grad[0], ctx.needs_input_grad[1], bias is not None and ctx.needs_input_grad[2])
-    grads = [None, None, None]
     if torch.is_grad_enabled():         # create_graph=True: a graph of differentiable ops
-        geo = (stride, pads, dilation, groups, padding_mode)
-        g = go
-        if activation is not None:
-            z = conv2d(x, weight, bias, *geo, None, None, algo)
-            _, a = _args.activation_spec(activation_arg(activation, alpha))
-            g = go * _torch_activations.derivative(activation, a, z)
-        if needs[0]:
-            grads[0] = conv2d_input_grad(g, x, weight, *geo)
-        if needs[1]:
-            grads[1] = conv2d_weight_grad(g, x, weight, *geo)
-        if needs[2]:
-            grads[2] = g.sum((0, 2, 3))
-    elif any(needs):
-        it = iter(conv2d_backward(go, x, weight, bias, stride, pads, dilation, groups, padding_mode, activation,
-                                  alpha, needs))
-        grads = [next(it) if f else None for f in needs]
+        grads = _conv2d_grads(go, x, weight, bias, ctx.conf, needs)
+    elif any(needs):                    # first order: one fused op
+        grads = unpack(conv2d_backward(go, x, weight, bias, *ctx.conf[:-1], needs), needs)
+    else:
+        grads = [None, None, None]
     return (*grads,) + (None,) * 8
 
 
+def _fused_setup(ctx, inputs, output):
+    grad_out, x, weight, bias, *conf, needs = inputs
+    ctx.save_for_backward(grad_out, x, weight, bias)
+    ctx.conf, ctx.needs = conf, needs
+
+
+def _fused_backward(ctx, ggrads):
+    # only reached when the fused op itself is differentiated (conv2d's own backward builds the composite
+    # when a graph is wanted): differentiate the composite, with z recomputed by the direct kernels as here
+    grads = vjp(lambda *a: [g for g in _conv2d_grads(*a, ctx.conf + ["direct"], ctx.needs) if g is not None],
+                ctx.saved_tensors, ctx.needs_input_grad[:4], ggrads)
+    return grads + (None,) * 8
+
+
+conv2d_backward.register_autograd(_fused_backward, setup_context=_fused_setup)
 conv2d.register_autograd(_conv2d_backward, setup_context=_conv2d_setup)
 
 
@@ -142,7 +185,7 @@ def conv2d_input_grad(grad_out: Tensor, x: Tensor, weight: Tensor, stride: Seque
 
 @conv2d_input_grad.register_fake
 def _(grad_out, x, weight, stride, pads, dilation, groups, padding_mode):
-    _check_conv(x, weight, None, stride, pads, dilation, groups, padding_mode)
+    _check_conv(x, weight, None, stride, pads, dilation, groups, padding_mode, grad_out)
     return grad_out.new_empty(x.shape)
 
 
@@ -156,7 +199,7 @@ def conv2d_weight_grad(grad_out: Tensor, x: Tensor, weight: Tensor, stride: Sequ
 
 @conv2d_weight_grad.register_fake
 def _(grad_out, x, weight, stride, pads, dilation, groups, padding_mode):
-    _check_conv(x, weight, None, stride, pads, dilation, groups, padding_mode)
+    _check_conv(x, weight, None, stride, pads, dilation, groups, padding_mode, grad_out)
     return grad_out.new_empty(weight.shape)
 
 
@@ -197,11 +240,12 @@ def _transpose_shape(x, weight, stride, padding, output_padding, groups, dilatio
         + output_padding[i] + 1 for i in range(2))
 
 
-def _check_transpose(x, weight, bias, stride, padding, output_padding, groups, dilation):
-    if concrete(x, weight, bias):
-        _args.conv_transpose2d_geometry(tuple(x.shape), tuple(weight.shape), tuple(stride), tuple(padding),
-                                        tuple(output_padding), groups, tuple(dilation),
-                                        None if bias is None else tuple(bias.shape))
+def _check_transpose(x, weight, bias, stride, padding, output_padding, groups, dilation, grad_out=None):
+    if concrete(x, weight, bias, grad_out):
+        out_shape, _ = _args.conv_transpose2d_geometry(tuple(x.shape), tuple(weight.shape), tuple(stride),
+                                                       tuple(padding), tuple(output_padding), groups,
+                                                       tuple(dilation), None if bias is None else tuple(bias.shape))
+        check_grad_out(grad_out, out_shape)
 
 
 @torch.library.custom_op("gpuconv::conv_transpose2d", mutates_args=())
@@ -231,9 +275,29 @@ def conv_transpose2d_backward(grad_out: Tensor, x: Tensor, weight: Tensor, strid
 
 @conv_transpose2d_backward.register_fake
 def _(grad_out, x, weight, stride, padding, output_padding, groups, dilation, needs):
-    _check_transpose(x, weight, None, stride, padding, output_padding, groups, dilation)
+    _check_transpose(x, weight, None, stride, padding, output_padding, groups, dilation, grad_out)
     shapes = (x.shape, weight.shape, (grad_out.shape[1],))
     return [grad_out.new_empty(s) for s, f in zip(shapes, needs) if f]
+
+
+def _transpose_grads(go, x, weight, conf, needs):
+    """[gx, gw, gb] of conv_transpose2d (None where `needs` says no), from differentiable ops.
+
+    y = Aᵀ x with A the convolution from y's shape to x's: gx = A go, gw its weight gradient with x as the
+    output gradient. An output_padding >= stride (allowed when dilation > stride) gives A
+    output_padding // stride more rows (columns) than x has: cut them from gx, pad x with zeros for gw."""
+    stride, padding, output_padding, groups, dilation = conf
+    geo = (stride, (padding[0], padding[0], padding[1], padding[1]), dilation, groups, "zeros")
+    extra = [output_padding[i] // stride[i] for i in range(2)]
+    gx = gw = None
+    if needs[0]:
+        gx = conv2d(go, weight, None, *geo, None, None, "auto")
+        if any(extra):
+            gx = gx[:, :, :x.shape[2], :x.shape[3]]
+    if needs[1]:
+        xg = torch.nn.functional.pad(x, (0, extra[1], 0, extra[0])) if any(extra) else x
+        gw = conv2d_weight_grad(xg, go, weight, *geo)
+    return [gx, gw, go.sum((0, 2, 3)) if needs[2] else None]
 
 
 def _transpose_setup(ctx, inputs, output):
@@ -245,29 +309,27 @@ def _transpose_setup(ctx, inputs, output):
 
 def _transpose_backward(ctx, go):
     x, weight = ctx.saved_tensors
-    stride, padding, output_padding, groups, dilation = ctx.conf
     needs = (ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.has_bias and ctx.needs_input_grad[2])
-    grads = [None, None, None]
-    if torch.is_grad_enabled():
-        # y = Aᵀ x with A the convolution from y's shape to x's: gx = A go, gw its weight gradient with x as
-        # the output gradient. An output_padding >= stride (allowed when dilation > stride) gives A
-        # output_padding // stride more rows and columns than x: cut them from gx, pad x with zeros for gw.
-        geo = (stride, (padding[0], padding[0], padding[1], padding[1]), dilation, groups, "zeros")
-        extra = [output_padding[i] // stride[i] for i in range(2)]
-        if needs[0]:
-            grads[0] = conv2d(go, weight, None, *geo, None, None, "auto")
-            if any(extra):
-                grads[0] = grads[0][:, :, :x.shape[2], :x.shape[3]]
-        if needs[1]:
-            xg = torch.nn.functional.pad(x, (0, extra[1], 0, extra[0])) if any(extra) else x
-            grads[1] = conv2d_weight_grad(xg, go, weight, *geo)
-        if needs[2]:
-            grads[2] = go.sum((0, 2, 3))
-    elif any(needs):
-        it = iter(conv_transpose2d_backward(go, x, weight, stride, padding, output_padding, groups, dilation,
-                                            needs))
-        grads = [next(it) if f else None for f in needs]
+    if torch.is_grad_enabled():         # create_graph=True: a graph of differentiable ops
+        grads = _transpose_grads(go, x, weight, ctx.conf, needs)
+    elif any(needs):                    # first order: one fused op
+        grads = unpack(conv_transpose2d_backward(go, x, weight, *ctx.conf, needs), needs)
+    else:
+        grads = [None, None, None]
     return (*grads,) + (None,) * 5
 
 
+def _fused_transpose_setup(ctx, inputs, output):
+    grad_out, x, weight, *conf, needs = inputs
+    ctx.save_for_backward(grad_out, x, weight)
+    ctx.conf, ctx.needs = conf, needs
+
+
+def _fused_transpose_backward(ctx, ggrads):
+    grads = vjp(lambda *a: [g for g in _transpose_grads(*a, ctx.conf, ctx.needs) if g is not None],
+                ctx.saved_tensors, ctx.needs_input_grad[:3], ggrads)
+    return grads + (None,) * 6
+
+
 conv_transpose2d.register_autograd(_transpose_backward, setup_context=_transpose_setup)
+conv_transpose2d_backward.register_autograd(_fused_transpose_backward, setup_context=_fused_transpose_setup)

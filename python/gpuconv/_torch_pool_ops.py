@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from . import _args
-from ._torch_conv_ops import concrete
+from ._torch_conv_ops import check_grad_out, concrete
 from .pool import gpu_avg_pool2d, gpu_max_pool2d
 from .pool_backward import gpu_avg_pool2d_backward, gpu_max_pool2d_backward
 
@@ -31,11 +31,13 @@ def _pool_shape(x, kernel, stride, padding, dilation, ceil_mode):
         for i in range(2))
 
 
-def _check_pool(x, kernel, stride, padding, dilation, ceil_mode):
-    """The wrappers' shape checks, at trace time (fake tensors) where the shapes are known."""
-    if concrete(x):
-        _args.pool2d_geometry(tuple(x.shape), tuple(kernel), tuple(stride), tuple(padding), tuple(dilation),
-                              ceil_mode)
+def _check_pool(x, kernel, stride, padding, dilation, ceil_mode, grad_out=None, name="grad_out"):
+    """The wrappers' shape checks, at trace time (fake tensors) where the shapes are known; grad_out (or the
+    indices) must have the pool's output shape."""
+    if concrete(x, grad_out):
+        g = _args.pool2d_geometry(tuple(x.shape), tuple(kernel), tuple(stride), tuple(padding), tuple(dilation),
+                                  ceil_mode)
+        check_grad_out(grad_out, g.out_shape, name)
 
 
 # ----------------------------------------------------------------------------- max pooling
@@ -66,7 +68,7 @@ def max_pool2d_backward(grad_out: Tensor, x: Tensor, indices: Tensor, kernel_siz
 
 @max_pool2d_backward.register_fake
 def _(grad_out, x, indices, kernel_size, stride, padding, dilation, ceil_mode):
-    _check_pool(x, kernel_size, stride, padding, dilation, ceil_mode)
+    _check_pool(x, kernel_size, stride, padding, dilation, ceil_mode, grad_out)
     return grad_out.new_empty(x.shape)
 
 
@@ -79,7 +81,7 @@ def max_pool2d_gather(t: Tensor, indices: Tensor, kernel_size: Sequence[int], st
 
 @max_pool2d_gather.register_fake
 def _(t, indices, kernel_size, stride, padding, dilation, ceil_mode):
-    _check_pool(t, kernel_size, stride, padding, dilation, ceil_mode)
+    _check_pool(t, kernel_size, stride, padding, dilation, ceil_mode, indices, "indices")
     return t.new_empty(indices.shape)
 
 
@@ -145,7 +147,7 @@ def avg_pool2d_backward(grad_out: Tensor, x: Tensor, kernel_size: Sequence[int],
 
 @avg_pool2d_backward.register_fake
 def _(grad_out, x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
-    _check_pool(x, kernel_size, stride, padding, (1, 1), ceil_mode)
+    _check_pool(x, kernel_size, stride, padding, (1, 1), ceil_mode, grad_out)
     return grad_out.new_empty(x.shape)
 
 

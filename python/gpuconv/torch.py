@@ -83,11 +83,13 @@ def _normalised(cached, uncached, *args):
     return uncached(*args) if torch.compiler.is_compiling() else cached(*args)
 
 
-def _check_input(x, name="x"):
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+def _check_tensors(x, *params):
+    """x a 3-D or 4-D tensor; params (weight, bias): a tensor and a tensor or None. The ops check the rest."""
+    for name, t in zip(("x", "weight", "bias"), (x,) + params):
+        if not isinstance(t, torch.Tensor) and not (name == "bias" and t is None):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if x.dim() not in (3, 4):
-        raise ValueError(f"{name} must be 3-D (C, H, W) or 4-D (N, C, H, W), got shape {tuple(x.shape)}")
+        raise ValueError(f"x must be 3-D (C, H, W) or 4-D (N, C, H, W), got shape {tuple(x.shape)}")
 
 
 def _batched(fn, x, *args):
@@ -106,7 +108,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, p
     """F.conv2d on gpuconv's kernels, differentiable to any order: x (N, C, H, W) or (C, H, W), weight
     (K, C/groups, R, S) -> (N, K, P, Q). Also takes gpu_conv2d's padding forms ("same" for any stride,
     (top, bottom, left, right)), padding_mode, a fused `activation` and `algo`."""
-    _check_input(x)
+    _check_tensors(x, weight, bias)
     o = _normalised(_cached_conv_options, _conv_options, stride, padding, dilation, groups, padding_mode,
                     activation, algo)
 
@@ -121,7 +123,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, p
 def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
     """F.conv_transpose2d on gpuconv's kernels, differentiable to any order: x (N, C_in, H, W) or
     (C_in, H, W), weight (C_in, C_out/groups, R, S)."""
-    _check_input(x)
+    _check_tensors(x, weight, bias)
     stride, dilation = _args.pair(stride, "stride"), _args.pair(dilation, "dilation")
     padding = _args.pair(padding, "padding", minimum=0)
     output_padding = _args.pair(output_padding, "output_padding", minimum=0)
@@ -131,7 +133,7 @@ def conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_padding=0
 
 def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
     """F.max_pool2d on gpuconv's kernels, differentiable to any order (deterministic backward)."""
-    _check_input(x)
+    _check_tensors(x)
     kernel, stride, padding, dilation, ceil_mode, _, _ = _normalised(
         _cached_pool_options, _pool_options, kernel_size, stride, padding, dilation, ceil_mode)
     y, idx = _batched(_torch_pool_ops.max_pool2d, x, kernel, stride, padding, dilation, ceil_mode)
@@ -141,7 +143,7 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
 def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                divisor_override=None):
     """F.avg_pool2d on gpuconv's kernels, differentiable to any order."""
-    _check_input(x)
+    _check_tensors(x)
     kernel, stride, padding, _, ceil_mode, count_include_pad, divisor = _normalised(
         _cached_pool_options, _pool_options, kernel_size, stride, padding, 1, ceil_mode, count_include_pad,
         divisor_override)
