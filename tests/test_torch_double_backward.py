@@ -11,6 +11,7 @@ torch = pytest.importorskip("torch")
 
 import gpuconv.torch as gt  # noqa: E402
 from gpuconv import _args, _torch_activations, _torch_conv_ops  # noqa: E402
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
 F = torch.nn.functional
 ops = torch.ops.gpuconv
@@ -71,13 +72,15 @@ def test_third_order_through_the_linear_pieces():
 def test_fused_backward_ops_are_differentiable():
     """torch.ops.gpuconv.conv2d_backward / conv_transpose2d_backward (the first-order path) have autograd
     too: the vector-Jacobian product of the differentiable composite."""
-    go, x, w, b = leaves((1, 2, 4, 3), (1, 2, 4, 4), (2, 2, 2, 2), (2,), seed=5)
+    go, x, w = leaves((1, 2, 4, 3), (1, 2, 4, 4), (2, 2, 2, 2), seed=5)
+    b = torch.randn(2, dtype=torch.float64)
     geo = ([1, 1], [0, 1, 0, 0], [1, 1], 1, "zeros")
-    assert torch.autograd.gradcheck(
-        lambda *a: ops.conv2d_backward(*a, *geo, "elu", 0.5, [True, True, True]), (go, x, w, b), fast_mode=True)
+    assert torch.autograd.gradcheck(lambda go, x, w: ops.conv2d_backward(go, x, w, b, *geo, "elu", 0.5,
+                                                                         [True, True, True]),
+                                    (go, x, w), fast_mode=True)
     go_t, x_t, w_t = leaves((1, 2, 7, 4), (1, 2, 3, 2), (2, 2, 2, 2), seed=6)
     assert torch.autograd.gradcheck(
-        lambda *a: ops.conv_transpose2d_backward(*a, [2, 2], [0, 0], [1, 0], 1, [1, 1], [True, True, True]),
+        lambda *a: ops.conv_transpose2d_backward(*a, [2, 2], [0, 0], [1, 0], 1, [1, 1], [True, True, False]),
         (go_t, x_t, w_t), fast_mode=True)
 
 
@@ -218,4 +221,38 @@ def test_first_order_backward_is_one_fused_call(monkeypatch):
     assert calls == {"gpu_conv2d": 1, "gpu_conv2d_backward": 2}           # z, then input and weight pieces
     assert all(g.requires_grad for g in grads_graph[:2])
     for a, e in zip(grads_graph, grads):
+        torch.testing.assert_close(a, e, rtol=1e-12, atol=1e-12)
+
+
+class SeenOps(TorchDispatchMode):
+    """Records the ops that reach the dispatcher below autograd, and runs them unchanged."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.seen.add(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+def test_dispatcher_path_matches_the_direct_path():
+    """Plain tensors in eager mode skip the custom-op dispatcher (its Python overhead); under a dispatch
+    mode (as under torch.compile, FlopCounterMode, fake tensors) the same math goes through
+    torch.ops.gpuconv and the custom ops' own autograd, second derivatives included."""
+    x, w, b = leaves((1, 2, 5, 4), (2, 2, 3, 3), (2,), seed=11)
+
+    def penalty_grads():
+        y = gt.max_pool2d(gt.conv2d(x, w, b, padding=1, activation="tanh"), 2, 1)
+        (gx,) = torch.autograd.grad(y.square().sum(), x, create_graph=True)
+        return torch.autograd.grad(gx.square().sum(), (w, b))
+
+    direct = penalty_grads()
+    mode = SeenOps()
+    with mode:
+        dispatched = penalty_grads()
+    assert {"gpuconv.conv2d.default", "gpuconv.conv2d_input_grad.default", "gpuconv.conv2d_weight_grad.default",
+            "gpuconv.max_pool2d.default", "gpuconv.max_pool2d_backward.default",
+            "gpuconv.max_pool2d_gather.default"} <= mode.seen
+    for a, e in zip(dispatched, direct):
         torch.testing.assert_close(a, e, rtol=1e-12, atol=1e-12)

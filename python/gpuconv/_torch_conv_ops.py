@@ -26,6 +26,7 @@ import torch
 from torch import Tensor
 
 from . import _args, _torch_activations, conv
+from ._torch_op import Op, check_grad_out, concrete
 from .backward import gpu_conv2d_backward, gpu_conv_transpose2d, gpu_conv_transpose2d_backward
 from .conv import gpu_conv2d
 
@@ -35,11 +36,6 @@ NEEDS = ("input", "weight", "bias")
 def activation_arg(name, param):
     """The wrappers' activation argument from the schema's (name, parameter or None)."""
     return name if param is None else (name, param)
-
-
-def concrete(*tensors) -> bool:
-    """Are all shapes plain ints (not torch.compile's symbolic sizes)? Then the fakes run the full checks."""
-    return all(isinstance(s, int) for t in tensors if t is not None for s in t.shape)
 
 
 def _detached(t):
@@ -61,31 +57,22 @@ def _check_conv(x, weight, bias, stride, pads, dilation, groups, padding_mode, g
         check_grad_out(grad_out, g.out_shape)
 
 
-def check_grad_out(grad_out, out_shape, name="grad_out"):
-    if grad_out is not None and tuple(grad_out.shape) != tuple(out_shape):
-        raise ValueError(f"{name} must have the forward's output shape {tuple(out_shape)}, "
-                         f"got {tuple(grad_out.shape)}")
-
-
 # ----------------------------------------------------------------------------- conv2d
 
 
-@torch.library.custom_op("gpuconv::conv2d", mutates_args=())
-def conv2d(x: Tensor, weight: Tensor, bias: Optional[Tensor], stride: Sequence[int], pads: Sequence[int],
+def _conv2d(x: Tensor, weight: Tensor, bias: Optional[Tensor], stride: Sequence[int], pads: Sequence[int],
            dilation: Sequence[int], groups: int, padding_mode: str, activation: Optional[str],
            alpha: Optional[float], algo: str) -> Tensor:
     return gpu_conv2d(x.detach(), weight.detach(), _detached(bias), stride, pads, dilation, groups,
                       padding_mode=padding_mode, activation=activation_arg(activation, alpha), algo=algo)
 
 
-@conv2d.register_fake
-def _(x, weight, bias, stride, pads, dilation, groups, padding_mode, activation, alpha, algo):
+def _conv2d_fake(x, weight, bias, stride, pads, dilation, groups, padding_mode, activation, alpha, algo):
     _check_conv(x, weight, bias, stride, pads, dilation, groups, padding_mode)
     return x.new_empty(_conv_shape(x, weight, stride, pads, dilation))
 
 
-@torch.library.custom_op("gpuconv::conv2d_backward", mutates_args=())
-def conv2d_backward(grad_out: Tensor, x: Tensor, weight: Tensor, bias: Optional[Tensor], stride: Sequence[int],
+def _conv2d_backward(grad_out: Tensor, x: Tensor, weight: Tensor, bias: Optional[Tensor], stride: Sequence[int],
                     pads: Sequence[int], dilation: Sequence[int], groups: int, padding_mode: str,
                     activation: Optional[str], alpha: Optional[float], needs: Sequence[bool]) -> list[Tensor]:
     """[grad_x][, grad_w][, grad_b]: the gradients `needs` (3 flags) asks for, in that order."""
@@ -95,8 +82,8 @@ def conv2d_backward(grad_out: Tensor, x: Tensor, weight: Tensor, bias: Optional[
     return [g for g in grads if g is not None]
 
 
-@conv2d_backward.register_fake
-def _(grad_out, x, weight, bias, stride, pads, dilation, groups, padding_mode, activation, alpha, needs):
+def _conv2d_backward_fake(grad_out, x, weight, bias, stride, pads, dilation, groups, padding_mode, activation, alpha,
+                          needs):
     _check_conv(x, weight, bias, stride, pads, dilation, groups, padding_mode, grad_out)
     shapes = (x.shape, weight.shape, (weight.shape[0],))
     return [grad_out.new_empty(s) for s, f in zip(shapes, needs) if f]
@@ -142,7 +129,7 @@ def _conv2d_setup(ctx, inputs, output):
     ctx.conf = conf
 
 
-def _conv2d_backward(ctx, go):
+def _conv2d_autograd(ctx, go):
     x, weight, bias = ctx.saved_tensors
     needs = (ctx.needs_input_grad[0], ctx.needs_input_grad[1], bias is not None and ctx.needs_input_grad[2])
     if torch.is_grad_enabled():         # create_graph=True: a graph of differentiable ops
@@ -160,7 +147,7 @@ def _fused_setup(ctx, inputs, output):
     ctx.conf, ctx.needs = conf, needs
 
 
-def _fused_backward(ctx, ggrads):
+def _fused_autograd(ctx, ggrads):
     # only reached when the fused op itself is differentiated (conv2d's own backward builds the composite
     # when a graph is wanted): differentiate the composite, with z recomputed by the direct kernels as here
     grads = vjp(lambda *a: [g for g in _conv2d_grads(*a, ctx.conf + ["direct"], ctx.needs) if g is not None],
@@ -168,37 +155,33 @@ def _fused_backward(ctx, ggrads):
     return grads + (None,) * 8
 
 
-conv2d_backward.register_autograd(_fused_backward, setup_context=_fused_setup)
-conv2d.register_autograd(_conv2d_backward, setup_context=_conv2d_setup)
+conv2d = Op("conv2d", _conv2d, _conv2d_fake, _conv2d_setup, _conv2d_autograd)
+conv2d_backward = Op("conv2d_backward", _conv2d_backward, _conv2d_backward_fake, _fused_setup, _fused_autograd)
 
 
 # ----------------------------------------------------------------------------- the two linear pieces
 
 
-@torch.library.custom_op("gpuconv::conv2d_input_grad", mutates_args=())
-def conv2d_input_grad(grad_out: Tensor, x: Tensor, weight: Tensor, stride: Sequence[int], pads: Sequence[int],
+def _conv2d_input_grad(grad_out: Tensor, x: Tensor, weight: Tensor, stride: Sequence[int], pads: Sequence[int],
                       dilation: Sequence[int], groups: int, padding_mode: str) -> Tensor:
     """Gradient of conv(x, weight) w.r.t. x for output gradient grad_out; x is read for its shape only."""
     return gpu_conv2d_backward(grad_out.detach(), x.detach(), weight.detach(), stride, pads, dilation, groups,
                                padding_mode, ("input",))[0]
 
 
-@conv2d_input_grad.register_fake
-def _(grad_out, x, weight, stride, pads, dilation, groups, padding_mode):
+def _conv2d_input_grad_fake(grad_out, x, weight, stride, pads, dilation, groups, padding_mode):
     _check_conv(x, weight, None, stride, pads, dilation, groups, padding_mode, grad_out)
     return grad_out.new_empty(x.shape)
 
 
-@torch.library.custom_op("gpuconv::conv2d_weight_grad", mutates_args=())
-def conv2d_weight_grad(grad_out: Tensor, x: Tensor, weight: Tensor, stride: Sequence[int], pads: Sequence[int],
+def _conv2d_weight_grad(grad_out: Tensor, x: Tensor, weight: Tensor, stride: Sequence[int], pads: Sequence[int],
                        dilation: Sequence[int], groups: int, padding_mode: str) -> Tensor:
     """Gradient of conv(x, weight) w.r.t. weight for output gradient grad_out; weight gives its shape only."""
     return gpu_conv2d_backward(grad_out.detach(), x.detach(), weight.detach(), stride, pads, dilation, groups,
                                padding_mode, ("weight",))[1]
 
 
-@conv2d_weight_grad.register_fake
-def _(grad_out, x, weight, stride, pads, dilation, groups, padding_mode):
+def _conv2d_weight_grad_fake(grad_out, x, weight, stride, pads, dilation, groups, padding_mode):
     _check_conv(x, weight, None, stride, pads, dilation, groups, padding_mode, grad_out)
     return grad_out.new_empty(weight.shape)
 
@@ -209,7 +192,7 @@ def _linear_setup(ctx, inputs, output):
     ctx.geo = geo
 
 
-def _input_grad_backward(ctx, ggx):
+def _input_grad_autograd(ctx, ggx):
     # gx = Aᵀ g with A = conv(·, w): d/dg = A ggx = conv(ggx, w); d/dw of <ggx, Aᵀ g> = <conv(ggx, w), g>
     # is the weight gradient of conv(ggx, ·) for g
     g, _, weight = ctx.saved_tensors
@@ -218,7 +201,7 @@ def _input_grad_backward(ctx, ggx):
     return (d_g, None, d_w) + (None,) * 5
 
 
-def _weight_grad_backward(ctx, ggw):
+def _weight_grad_autograd(ctx, ggw):
     # gw = Bᵀ g with B = conv(x, ·): d/dg = B ggw = conv(x, ggw); d/dx of <conv(x, ggw), g> is the data
     # gradient of conv(·, ggw) for g
     g, x, _ = ctx.saved_tensors
@@ -227,8 +210,10 @@ def _weight_grad_backward(ctx, ggw):
     return (d_g, d_x, None) + (None,) * 5
 
 
-conv2d_input_grad.register_autograd(_input_grad_backward, setup_context=_linear_setup)
-conv2d_weight_grad.register_autograd(_weight_grad_backward, setup_context=_linear_setup)
+conv2d_input_grad = Op("conv2d_input_grad", _conv2d_input_grad, _conv2d_input_grad_fake, _linear_setup,
+                       _input_grad_autograd)
+conv2d_weight_grad = Op("conv2d_weight_grad", _conv2d_weight_grad, _conv2d_weight_grad_fake, _linear_setup,
+                        _weight_grad_autograd)
 
 
 # ----------------------------------------------------------------------------- transposed convolution
@@ -248,22 +233,19 @@ def _check_transpose(x, weight, bias, stride, padding, output_padding, groups, d
         check_grad_out(grad_out, out_shape)
 
 
-@torch.library.custom_op("gpuconv::conv_transpose2d", mutates_args=())
-def conv_transpose2d(x: Tensor, weight: Tensor, bias: Optional[Tensor], stride: Sequence[int],
+def _conv_transpose2d(x: Tensor, weight: Tensor, bias: Optional[Tensor], stride: Sequence[int],
                      padding: Sequence[int], output_padding: Sequence[int], groups: int,
                      dilation: Sequence[int]) -> Tensor:
     return gpu_conv_transpose2d(x.detach(), weight.detach(), _detached(bias), stride, padding, output_padding,
                                 groups, dilation)
 
 
-@conv_transpose2d.register_fake
-def _(x, weight, bias, stride, padding, output_padding, groups, dilation):
+def _conv_transpose2d_fake(x, weight, bias, stride, padding, output_padding, groups, dilation):
     _check_transpose(x, weight, bias, stride, padding, output_padding, groups, dilation)
     return x.new_empty(_transpose_shape(x, weight, stride, padding, output_padding, groups, dilation))
 
 
-@torch.library.custom_op("gpuconv::conv_transpose2d_backward", mutates_args=())
-def conv_transpose2d_backward(grad_out: Tensor, x: Tensor, weight: Tensor, stride: Sequence[int],
+def _conv_transpose2d_backward(grad_out: Tensor, x: Tensor, weight: Tensor, stride: Sequence[int],
                               padding: Sequence[int], output_padding: Sequence[int], groups: int,
                               dilation: Sequence[int], needs: Sequence[bool]) -> list[Tensor]:
     """[grad_x][, grad_w][, grad_b]: the gradients `needs` (3 flags) asks for, in that order."""
@@ -273,8 +255,8 @@ def conv_transpose2d_backward(grad_out: Tensor, x: Tensor, weight: Tensor, strid
     return [g for g in grads if g is not None]
 
 
-@conv_transpose2d_backward.register_fake
-def _(grad_out, x, weight, stride, padding, output_padding, groups, dilation, needs):
+def _conv_transpose2d_backward_fake(grad_out, x, weight, stride, padding, output_padding, groups, dilation,
+                                    needs):
     _check_transpose(x, weight, None, stride, padding, output_padding, groups, dilation, grad_out)
     shapes = (x.shape, weight.shape, (grad_out.shape[1],))
     return [grad_out.new_empty(s) for s, f in zip(shapes, needs) if f]
@@ -307,7 +289,7 @@ def _transpose_setup(ctx, inputs, output):
     ctx.conf = conf
 
 
-def _transpose_backward(ctx, go):
+def _transpose_autograd(ctx, go):
     x, weight = ctx.saved_tensors
     needs = (ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.has_bias and ctx.needs_input_grad[2])
     if torch.is_grad_enabled():         # create_graph=True: a graph of differentiable ops
@@ -325,11 +307,13 @@ def _fused_transpose_setup(ctx, inputs, output):
     ctx.conf, ctx.needs = conf, needs
 
 
-def _fused_transpose_backward(ctx, ggrads):
+def _fused_transpose_autograd(ctx, ggrads):
     grads = vjp(lambda *a: [g for g in _transpose_grads(*a, ctx.conf, ctx.needs) if g is not None],
                 ctx.saved_tensors, ctx.needs_input_grad[:3], ggrads)
     return grads + (None,) * 6
 
 
-conv_transpose2d.register_autograd(_transpose_backward, setup_context=_transpose_setup)
-conv_transpose2d_backward.register_autograd(_fused_transpose_backward, setup_context=_fused_transpose_setup)
+conv_transpose2d = Op("conv_transpose2d", _conv_transpose2d, _conv_transpose2d_fake, _transpose_setup,
+                      _transpose_autograd)
+conv_transpose2d_backward = Op("conv_transpose2d_backward", _conv_transpose2d_backward,
+                               _conv_transpose2d_backward_fake, _fused_transpose_setup, _fused_transpose_autograd)

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from . import _args
-from ._torch_conv_ops import check_grad_out, concrete
+from ._torch_op import Op, check_grad_out, concrete
 from .pool import gpu_avg_pool2d, gpu_max_pool2d
 from .pool_backward import gpu_avg_pool2d_backward, gpu_max_pool2d_backward
 
@@ -43,22 +43,19 @@ def _check_pool(x, kernel, stride, padding, dilation, ceil_mode, grad_out=None, 
 # ----------------------------------------------------------------------------- max pooling
 
 
-@torch.library.custom_op("gpuconv::max_pool2d", mutates_args=())
-def max_pool2d(x: Tensor, kernel_size: Sequence[int], stride: Sequence[int], padding: Sequence[int],
+def _max_pool2d(x: Tensor, kernel_size: Sequence[int], stride: Sequence[int], padding: Sequence[int],
                dilation: Sequence[int], ceil_mode: bool) -> tuple[Tensor, Tensor]:
     """(y, int64 flat per-plane indices of each window's maximum)."""
     return gpu_max_pool2d(x.detach(), kernel_size, stride, padding, dilation, ceil_mode, return_indices=True)
 
 
-@max_pool2d.register_fake
-def _(x, kernel_size, stride, padding, dilation, ceil_mode):
+def _max_pool2d_fake(x, kernel_size, stride, padding, dilation, ceil_mode):
     _check_pool(x, kernel_size, stride, padding, dilation, ceil_mode)
     shape = _pool_shape(x, kernel_size, stride, padding, dilation, ceil_mode)
     return x.new_empty(shape), x.new_empty(shape, dtype=torch.int64)
 
 
-@torch.library.custom_op("gpuconv::max_pool2d_backward", mutates_args=())
-def max_pool2d_backward(grad_out: Tensor, x: Tensor, indices: Tensor, kernel_size: Sequence[int],
+def _max_pool2d_backward(grad_out: Tensor, x: Tensor, indices: Tensor, kernel_size: Sequence[int],
                         stride: Sequence[int], padding: Sequence[int], dilation: Sequence[int],
                         ceil_mode: bool) -> Tensor:
     """Each grad_out element added to x's element its index names; x is read for its shape only."""
@@ -66,21 +63,18 @@ def max_pool2d_backward(grad_out: Tensor, x: Tensor, indices: Tensor, kernel_siz
                                    indices=indices)
 
 
-@max_pool2d_backward.register_fake
-def _(grad_out, x, indices, kernel_size, stride, padding, dilation, ceil_mode):
+def _max_pool2d_backward_fake(grad_out, x, indices, kernel_size, stride, padding, dilation, ceil_mode):
     _check_pool(x, kernel_size, stride, padding, dilation, ceil_mode, grad_out)
     return grad_out.new_empty(x.shape)
 
 
-@torch.library.custom_op("gpuconv::max_pool2d_gather", mutates_args=())
-def max_pool2d_gather(t: Tensor, indices: Tensor, kernel_size: Sequence[int], stride: Sequence[int],
+def _max_pool2d_gather(t: Tensor, indices: Tensor, kernel_size: Sequence[int], stride: Sequence[int],
                       padding: Sequence[int], dilation: Sequence[int], ceil_mode: bool) -> Tensor:
     """out[n, c, p, q] = t[n, c] (flattened) at indices[n, c, p, q]: the adjoint of max_pool2d_backward."""
     return torch.gather(t.detach().flatten(2), 2, indices.flatten(2)).view(indices.shape)
 
 
-@max_pool2d_gather.register_fake
-def _(t, indices, kernel_size, stride, padding, dilation, ceil_mode):
+def _max_pool2d_gather_fake(t, indices, kernel_size, stride, padding, dilation, ceil_mode):
     _check_pool(t, kernel_size, stride, padding, dilation, ceil_mode, indices, "indices")
     return t.new_empty(indices.shape)
 
@@ -90,7 +84,7 @@ def _max_setup(ctx, inputs, output):
     ctx.conf = inputs[1:]
 
 
-def _max_backward(ctx, go, _go_indices):
+def _max_autograd(ctx, go, _go_indices):
     x, indices = ctx.saved_tensors
     return (max_pool2d_backward(go, x, indices, *ctx.conf),) + (None,) * 5
 
@@ -100,7 +94,7 @@ def _scatter_setup(ctx, inputs, output):
     ctx.conf = inputs[3:]
 
 
-def _scatter_backward(ctx, ggx):
+def _scatter_autograd(ctx, ggx):
     # linear in grad_out, and the indices fix where each element goes: x itself gets no gradient
     _, indices = ctx.saved_tensors
     return (max_pool2d_gather(ggx, indices, *ctx.conf), None, None) + (None,) * 5
@@ -111,33 +105,32 @@ def _gather_setup(ctx, inputs, output):
     ctx.conf = inputs[2:]
 
 
-def _gather_backward(ctx, gg):
+def _gather_autograd(ctx, gg):
     t, indices = ctx.saved_tensors
     return (max_pool2d_backward(gg, t, indices, *ctx.conf), None) + (None,) * 5
 
 
-max_pool2d.register_autograd(_max_backward, setup_context=_max_setup)
-max_pool2d_backward.register_autograd(_scatter_backward, setup_context=_scatter_setup)
-max_pool2d_gather.register_autograd(_gather_backward, setup_context=_gather_setup)
+max_pool2d = Op("max_pool2d", _max_pool2d, _max_pool2d_fake, _max_setup, _max_autograd)
+max_pool2d_backward = Op("max_pool2d_backward", _max_pool2d_backward, _max_pool2d_backward_fake, _scatter_setup,
+                         _scatter_autograd)
+max_pool2d_gather = Op("max_pool2d_gather", _max_pool2d_gather, _max_pool2d_gather_fake, _gather_setup,
+                       _gather_autograd)
 
 
 # ----------------------------------------------------------------------------- average pooling
 
 
-@torch.library.custom_op("gpuconv::avg_pool2d", mutates_args=())
-def avg_pool2d(x: Tensor, kernel_size: Sequence[int], stride: Sequence[int], padding: Sequence[int],
+def _avg_pool2d(x: Tensor, kernel_size: Sequence[int], stride: Sequence[int], padding: Sequence[int],
                ceil_mode: bool, count_include_pad: bool, divisor_override: Optional[int]) -> Tensor:
     return gpu_avg_pool2d(x.detach(), kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
 
 
-@avg_pool2d.register_fake
-def _(x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
+def _avg_pool2d_fake(x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
     _check_pool(x, kernel_size, stride, padding, (1, 1), ceil_mode)
     return x.new_empty(_pool_shape(x, kernel_size, stride, padding, (1, 1), ceil_mode))
 
 
-@torch.library.custom_op("gpuconv::avg_pool2d_backward", mutates_args=())
-def avg_pool2d_backward(grad_out: Tensor, x: Tensor, kernel_size: Sequence[int], stride: Sequence[int],
+def _avg_pool2d_backward(grad_out: Tensor, x: Tensor, kernel_size: Sequence[int], stride: Sequence[int],
                         padding: Sequence[int], ceil_mode: bool, count_include_pad: bool,
                         divisor_override: Optional[int]) -> Tensor:
     """Each grad_out element / its divisor, spread over its window; x is read for its shape only."""
@@ -145,8 +138,8 @@ def avg_pool2d_backward(grad_out: Tensor, x: Tensor, kernel_size: Sequence[int],
                                    count_include_pad, divisor_override)
 
 
-@avg_pool2d_backward.register_fake
-def _(grad_out, x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override):
+def _avg_pool2d_backward_fake(grad_out, x, kernel_size, stride, padding, ceil_mode, count_include_pad,
+                              divisor_override):
     _check_pool(x, kernel_size, stride, padding, (1, 1), ceil_mode, grad_out)
     return grad_out.new_empty(x.shape)
 
@@ -156,7 +149,7 @@ def _avg_setup(ctx, inputs, output):
     ctx.conf = inputs[1:]
 
 
-def _avg_backward(ctx, go):
+def _avg_autograd(ctx, go):
     (x,) = ctx.saved_tensors
     return (avg_pool2d_backward(go, x, *ctx.conf),) + (None,) * 6
 
@@ -165,10 +158,11 @@ def _avg_scatter_setup(ctx, inputs, output):
     ctx.conf = inputs[2:]
 
 
-def _avg_scatter_backward(ctx, ggx):
+def _avg_scatter_autograd(ctx, ggx):
     # linear in grad_out, independent of x's values: its adjoint is the average pool itself
     return (avg_pool2d(ggx, *ctx.conf), None) + (None,) * 6
 
 
-avg_pool2d.register_autograd(_avg_backward, setup_context=_avg_setup)
-avg_pool2d_backward.register_autograd(_avg_scatter_backward, setup_context=_avg_scatter_setup)
+avg_pool2d = Op("avg_pool2d", _avg_pool2d, _avg_pool2d_fake, _avg_setup, _avg_autograd)
+avg_pool2d_backward = Op("avg_pool2d_backward", _avg_pool2d_backward, _avg_pool2d_backward_fake, _avg_scatter_setup,
+                         _avg_scatter_autograd)
