@@ -1,20 +1,21 @@
-"""The convolutions as torch.library custom ops (namespace gpuconv): schemas, fake implementations
-(output shapes from the size formulas, no kernel run) and autograd, every derivative on our kernels.
+"""The convolutions as gpuconv ops (torch.library custom ops, namespace gpuconv, see _torch_op): schemas,
+fake implementations (output shapes from the size formulas, no kernel run) and autograd.
 
 Arguments arrive normalised by gpuconv.torch: pads as (top, bottom, left, right), pairs as 2-lists, the
 activation as its name and parameter (None: the default). Ops never mutate or alias their inputs.
 
-    conv2d(x, w, b)            y = act(conv(x, w) + b)
-    conv2d_input_grad(g, x, w) Aᵀ g, A = conv(·, w) (the data gradient; x gives only the shape)
-    conv2d_weight_grad(g, x, w) Bᵀ g, B = conv(x, ·) (the weight gradient; w gives only the shape)
-    conv2d_backward            the fused first-order gradient (gpu_conv2d_backward: one recompute of z)
+    conv2d(x, w, b)             y = act(conv(x, w) + b)
+    conv2d_input_grad(g, x, w)  Aᵀ g, A = conv(·, w): the data gradient (x gives only the shape)
+    conv2d_weight_grad(g, x, w) Bᵀ g, B = conv(x, ·): the weight gradient (w gives only the shape)
+    conv2d_backward             the fused first-order gradient (gpu_conv2d_backward: one recompute of z)
     conv_transpose2d, conv_transpose2d_backward
 
-First-order backward (grad mode off, the usual case, and what torch.compile traces) is one fused op.
+First-order backward (grad mode off: the usual case, and what torch.compile traces) is one fused op.
 A backward that must itself be differentiated (create_graph=True) is built from differentiable ops:
-g = go · act'(z) (torch ops on the recomputed z), conv2d_input_grad(g), conv2d_weight_grad(g), Σ g.
-Those two are linear in each argument and adjoint to conv2d, so their own derivatives are again conv2d,
-conv2d_input_grad and conv2d_weight_grad: derivatives of any order stay on gpuconv's kernels.
+g = go · act'(z) (torch ops on z recomputed by conv2d), conv2d_input_grad(g), conv2d_weight_grad(g) and
+Σ g (a torch sum). Those two are linear in each argument and adjoint to conv2d, so their own derivatives
+are again conv2d, conv2d_input_grad and conv2d_weight_grad: the convolutions of every order run on
+gpuconv's kernels, every padding mode included (the kernels pad and fold by mode; no F.pad).
 """
 
 from __future__ import annotations

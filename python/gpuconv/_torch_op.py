@@ -2,9 +2,10 @@
 
 The custom op (torch.ops.gpuconv.<name>: schema, fake implementation, autograd) is what torch.compile,
 export, dispatch modes (FlopCounterMode, fake tensors) and tensor subclasses see. Called through the
-dispatcher from Python it costs ~10× our own per-call Python (measured ≈ 170 µs against ≈ 20 µs per
-forward, kernels stubbed out), so for plain tensors in eager mode the same implementation runs directly,
-or, when a graph is recorded, as an autograd.Function with the same setup_context and backward: one
+dispatcher from Python it costs several times our own per-call Python (a conv2d with the kernels stubbed
+out, best of 15 × 500 calls on a CPU: ≈ 70 µs per forward and ≈ 140 µs forward + backward through the
+dispatcher, ≈ 20 and ≈ 70 µs direct), so for plain tensors in eager mode the same implementation runs
+directly, or, when a graph is recorded, as an autograd.Function with the same setup and backward: one
 implementation, one autograd formula, two ways in.
 """
 
