@@ -6,6 +6,7 @@ use backend="aot_eager" (dynamo + AOTAutograd, no code generation); one uses ind
 C++ for the CPU."""
 
 import pytest
+from conftest import ON_GPU
 
 torch = pytest.importorskip("torch")
 
@@ -127,15 +128,18 @@ def test_compiled_training_matches_eager_without_graph_breaks():
     assert "conv2d_input_grad" not in graphs["backward"]
 
 
-def test_inductor_forward_and_backward_match_eager():
-    x, labels = data()
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not ON_GPU, reason="needs a CUDA device"))])
+def test_inductor_forward_and_backward_match_eager(device):
+    x, labels = (t.to(device) for t in data())
     grads = []
     for compiled in (False, True):
-        model = small_cnn()
+        model = small_cnn().to(device)
         step = torch.compile(model, fullgraph=True) if compiled else model
         F.cross_entropy(step(x), labels).backward()
         grads.append([p.grad for p in model.parameters()])
     for a, e in zip(*grads):
+        assert a.device.type == device
         torch.testing.assert_close(a, e, rtol=1e-10, atol=1e-12)
 
 

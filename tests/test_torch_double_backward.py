@@ -6,6 +6,7 @@ CPU tensors run the kernels in the CUDA simulator: shapes are tiny and each chec
 import collections
 
 import pytest
+from conftest import ON_GPU
 
 torch = pytest.importorskip("torch")
 
@@ -17,9 +18,12 @@ F = torch.nn.functional
 ops = torch.ops.gpuconv
 
 
-def leaves(*shapes, seed=0):
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not ON_GPU, reason="needs a CUDA device"))]
+
+
+def leaves(*shapes, seed=0, device="cpu"):
     gen = torch.Generator().manual_seed(seed)
-    return [torch.randn(s, dtype=torch.float64, generator=gen).requires_grad_() for s in shapes]
+    return [torch.randn(s, dtype=torch.float64, generator=gen).to(device).requires_grad_() for s in shapes]
 
 
 def gradgradcheck(fn, inputs, **kw):
@@ -114,13 +118,14 @@ def penalty_net(x, params, conv, transpose, max_pool, avg_pool, acts):
     return h
 
 
-def test_gradient_penalty_matches_torch():
+@pytest.mark.parametrize("device", DEVICES)
+def test_gradient_penalty_matches_torch(device):
     """|dL/dx|² through every op and activation, differentiated w.r.t. every weight and bias: the same
     numbers as PyTorch's (a gradient penalty, as WGAN-GP uses). Before double backward was implemented,
     gpuconv.torch returned first-order gradients with no graph here, silently wrong."""
     shapes = [(4, 3, 3, 3), (4,), (4, 2, 3, 3), (4,), (3, 4, 2, 2), (3,), (3, 3, 2, 2), (3,), (2, 3, 1, 1), (2,),
               (3, 3, 2, 2), (3,)]
-    x, *params = leaves((2, 3, 7, 6), *shapes, seed=7)
+    x, *params = leaves((2, 3, 7, 6), *shapes, seed=7, device=device)
 
     def ours(h, w, b, stride, padding, dilation, groups, mode, act):
         padding = padding[0] if isinstance(padding, tuple) and padding[0] == "same" else padding
@@ -140,7 +145,7 @@ def test_gradient_penalty_matches_torch():
         (gx,) = torch.autograd.grad(y.square().sum(), x, create_graph=True)
         results.append(torch.autograd.grad(gx.square().sum(), params))
     for ours_g, theirs_g in zip(*results):
-        assert ours_g.abs().max() > 0
+        assert ours_g.abs().max() > 0 and ours_g.device.type == device
         torch.testing.assert_close(ours_g, theirs_g, rtol=1e-9, atol=1e-10)
 
 
