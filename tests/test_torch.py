@@ -207,6 +207,8 @@ def test_functional_unbatched_and_argument_types():
     assert y.shape == idx.shape == (2, 2, 3)
     with pytest.raises(TypeError, match="weight must be a torch.Tensor"):
         gt.conv2d(x, w.numpy())
+    with pytest.raises(ValueError, match=r"weight must be 4-D, got shape \(2, 3, 3\)"):
+        gt.conv2d(x, w[0], padding="same")
     with pytest.raises(TypeError, match="x must be a torch.Tensor"):
         gt.max_pool2d(x.numpy(), 2)
     with pytest.raises(ValueError, match=r"x must be 3-D \(C, H, W\) or 4-D"):

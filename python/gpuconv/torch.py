@@ -90,6 +90,8 @@ def _check_tensors(x, *params):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
     if x.dim() not in (3, 4):
         raise ValueError(f"x must be 3-D (C, H, W) or 4-D (N, C, H, W), got shape {tuple(x.shape)}")
+    if params and params[0].dim() != 4:
+        raise ValueError(f"weight must be 4-D, got shape {tuple(params[0].shape)}")
 
 
 def _batched(fn, x, *args):
