@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import platform
 import subprocess
+import time
 from datetime import datetime, timezone
 
 import numpy as np
@@ -209,6 +210,106 @@ def gemm_row(case, flush=None):
             row["timing"][name] = t
         row["timing"]["gpuconv"]["fraction_of_cublas"] = \
             row["timing"]["cublas"]["median_ms"] / row["timing"]["gpuconv"]["median_ms"]
+    return row
+
+
+# ----------------------------------------------------------------------------- large images through dask
+
+
+def dask_skip_reason():
+    """Why the gpuconv.dask cases cannot run here, or None."""
+    if gpuconv.SIMULATOR:
+        return "needs a CUDA device (a 16384² image is far beyond the CUDA simulator)"
+    try:
+        import cupy  # noqa: F401
+        import dask.array  # noqa: F401
+    except ImportError as e:
+        return f"needs CuPy and dask[array] (pip install 'gpuconv[dask]'): {e}"
+    return None
+
+
+def crop_errors(x, w, y, pads, eff, n=64):
+    """Relative errors of a stride-1 convolution's result y against the float64 reference on n × n output
+    crops: the top-left corner (its padding included) and one across the middle of the image."""
+    H, W = x.shape[2:]
+    errs = []
+    for p0, q0 in ((0, 0), (y.shape[2] // 2 - n // 2, y.shape[3] // 2 - n // 2)):
+        lo_h, hi_h = p0 - pads[0], p0 + n - 1 - pads[0] + eff[0]
+        lo_w, hi_w = q0 - pads[2], q0 + n - 1 - pads[2] + eff[1]
+        crop = _host(x[:, :, max(lo_h, 0):min(hi_h, H), max(lo_w, 0):min(hi_w, W)])
+        want = ref.conv2d(crop, w, padding=(max(-lo_h, 0), max(hi_h - H, 0), max(-lo_w, 0), max(hi_w - W, 0)))
+        errs.append(rel_err(_host(y[:, :, p0:p0 + n, q0:q0 + n]), want))
+    return max(errs)
+
+
+def _host(a):
+    """A NumPy copy of a NumPy or CuPy array (slice first: only the slice crosses)."""
+    return a.get() if hasattr(a, "get") else np.asarray(a)
+
+
+def _wall_time(fn, sync, reps=5):  # pragma: no cover - needs a CUDA device
+    """Host wall time of fn() between two device synchronisations, after a warm-up: dask's scheduling is
+    host work, so CUDA events alone would not see it. Median/p20/p80 of reps, in ms."""
+    from .timing import stats
+
+    fn()
+    sync()
+    times = []
+    for _ in range(reps):
+        sync()
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return stats(times)
+
+
+def dask_row(case, flush=None):
+    """gpuconv.dask.conv2d (direct kernel, CuPy chunks, threaded scheduler) against one gpu_conv2d call:
+    checked first (bit for bit against the call, the call against the reference on crops), then timed.
+    Skipped, saying why, where there is no CUDA device, CuPy or dask."""
+    c, chunk = case.layer, case.chunk
+    g = conv2d_geometry(c.x_shape, c.w_shape, 1, c.padding)
+    row = dict(kind="dask", name=c.name, x=c.x_shape, w=c.w_shape, padding=c.padding, chunk=chunk, flops=g.flops,
+               checks={})
+    reason = dask_skip_reason()
+    if reason:
+        row.update(skipped=reason, passed=None)
+        return row
+    import cupy  # pragma: no cover - needs a CUDA device
+    import dask.array as da
+
+    import gpuconv.dask as gd
+
+    rng = cupy.random.default_rng(0)
+    x = rng.standard_normal(c.x_shape, dtype=cupy.float32)
+    w = np.random.default_rng(1).standard_normal(c.w_shape).astype(np.float32)
+    dw = cupy.asarray(w)
+    dx = da.from_array(x, chunks=(c.N, c.C, chunk, chunk), asarray=False)
+    lazy = gd.conv2d(dx, dw, padding=c.padding, algo="direct")
+    whole = gpu_conv2d(x, dw, padding=c.padding, algo="direct")
+    got = lazy.compute(scheduler="threads")
+    same = bool(cupy.array_equal(got, whole))
+    err = 0.0 if same else float(cupy.linalg.norm((got - whole).ravel()) / cupy.linalg.norm(whole.ravel()))
+    del got
+    row["checks"]["dask_vs_one_call"] = dict(rel_err=err, against="gpu_conv2d on the whole array", bitwise=same,
+                                             passed=same)
+    eff = (c.R, c.S)
+    ref_err = crop_errors(x, w, whole, g.pads, eff)
+    row["checks"]["one_call_vs_reference"] = dict(rel_err=ref_err, against="reference on 64×64 crops",
+                                                  passed=ref_err < TOL)
+    row["passed"] = same and ref_err < TOL
+    if row["passed"]:
+        sync = cupy.cuda.runtime.deviceSynchronize
+        out = cupy.empty_like(whole)
+        del whole
+        t = {"gpuconv.dask": _wall_time(lambda: lazy.compute(scheduler="threads"), sync),
+             "gpu_conv2d": _wall_time(lambda: gpu_conv2d(x, dw, padding=c.padding, algo="direct", out=out), sync)}
+        for v in t.values():
+            v["gflops"] = g.flops / (v["median_ms"] * 1e-3) / 1e9
+        t["gpuconv.dask"]["ratio_to_one_call"] = t["gpuconv.dask"]["median_ms"] / t["gpu_conv2d"]["median_ms"]
+        row["timing"] = t
+        row["blocks"] = int(np.prod(lazy.numblocks))
     return row
 
 

@@ -1,4 +1,5 @@
-"""Benchmark layer sets: real layers (N, C, H, W, K, R, S, stride, padding, groups) and a quick subset."""
+"""Benchmark layer sets: real layers (N, C, H, W, K, R, S, stride, padding, groups) and a quick subset;
+pooling and GEMM cases; large images through gpuconv.dask (GPU only)."""
 
 from __future__ import annotations
 
@@ -125,3 +126,18 @@ GEMMS = [
     GemmCase("conv_resnet_3x3_56", 64, 16 * 56 * 56, 64 * 9),
 ]
 QUICK_GEMMS = GEMMS[:1]
+
+
+@dataclass(frozen=True)
+class DaskCase:
+    """An image too large to want in one piece: gpuconv.dask.conv2d over chunk × chunk blocks of CuPy
+    arrays against one gpu_conv2d call on the whole array. GPU only: the simulator cannot run it."""
+    layer: ConvCase         # stride 1, no groups
+    chunk: int              # spatial chunk size (rows and columns) of the dask array
+
+    @property
+    def name(self):
+        return self.layer.name
+
+
+DASK = [DaskCase(ConvCase("large_image_5x5", 1, 3, 16384, 16384, 8, 5, 5, 1, 2, tags=("dask",)), 4096)]  # 3.2 GB in

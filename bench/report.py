@@ -95,9 +95,32 @@ def markdown(results) -> str:
             out.append(f"| {r['name']} | {r['checks']['gpuconv']['rel_err']:.1e} | {_fmt(ours.get('median_ms'))} | "
                        f"{_fmt(theirs.get('median_ms'))} | {_fmt(ours.get(unit), '.0f')} | {_fmt(theirs.get(unit), '.0f')} | "
                        f"{_fmt(pct, '.0f')} |")
+    out += _dask_section([r for r in rows if r["kind"] == "dask"])
     if results.get("plots"):
         out += ["", "## Plots", ""] + [f"![{p}]({p})" for p in results["plots"]]
     return "\n".join(out) + "\n"
+
+
+def _dask_section(rows) -> list[str]:
+    """Large images through gpuconv.dask against one gpu_conv2d call (host wall time: dask schedules on
+    the host), or why the case was skipped."""
+    if not rows:
+        return []
+    out = ["", "## Large images: gpuconv.dask against one gpu_conv2d call", "",
+           "| case | x | w | chunk | dask = one call | one call vs reference | dask ms | one call ms | dask / one call |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        head = f"| {r['name']} | {'×'.join(map(str, r['x']))} | {'×'.join(map(str, r['w']))} | {r['chunk']} |"
+        if r.get("skipped"):
+            out.append(f"{head} skipped: {r['skipped']} | | | | |")
+            continue
+        same, vs_ref = r["checks"]["dask_vs_one_call"], r["checks"]["one_call_vs_reference"]
+        t = r.get("timing", {})
+        ours, one = t.get("gpuconv.dask", {}), t.get("gpu_conv2d", {})
+        out.append(f"{head} {'bit for bit' if same['bitwise'] else _check_cell(same)} | {_check_cell(vs_ref)} | "
+                   f"{_fmt(ours.get('median_ms'))} | {_fmt(one.get('median_ms'))} | "
+                   f"{_fmt(ours.get('ratio_to_one_call'), '.2f')} |")
+    return out
 
 
 def plots(results, out_dir) -> list[str]:

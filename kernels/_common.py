@@ -11,11 +11,7 @@ import math
 
 import numba
 import numpy as np
-from numba import config, cuda, int32, int64, uint32, uint64
-
-# In Numba's CUDA simulator kernels run as Python: a few device-only spellings (shared-array alignment)
-# are skipped there.
-SIMULATOR = bool(config.ENABLE_CUDASIM)
+from numba import cuda, int32, int64, uint32, uint64
 
 # padding modes, as torch.nn.Conv2d's padding_mode
 PAD_ZEROS = 0
@@ -102,6 +98,11 @@ def tile_origin(q_tiles, tile_p, tile_q):
     return (cuda.blockIdx.x // q_tiles) * tile_p, (cuda.blockIdx.x % q_tiles) * tile_q
 
 
+# CUDA's grid limits: gridDim.x up to 2**31 - 1 blocks, gridDim.y and gridDim.z up to 65535. A launcher
+# whose work could exceed them folds it into x, launches in chunks, or grid-strides (see each launch plan).
+MAX_GRID_X = 2**31 - 1
+MAX_GRID_YZ = 65535
+
 # Grid-striding 1-D kernels launch at most this many blocks; each thread then strides over the rest.
 MAX_STRIDING_BLOCKS = 65535 * 8
 
@@ -119,8 +120,6 @@ def striding_blocks(total, threads):
 # host-computed magic number.
 
 INT32_MAX = 2**31 - 1
-MAX_GRID_X = 2**31 - 1      # CUDA's limits on a grid's extents
-MAX_GRID_YZ = 65535
 
 
 def magic_numbers(d):

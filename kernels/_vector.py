@@ -1,25 +1,88 @@
-"""Vector loads Numba does not emit by itself: four consecutive elements of an array in one instruction
-(LDG.E.128 for float32 from global memory, LDS.128 from shared memory; two LDG.E.128 for float64).
+"""Memory access Numba does not emit by itself, as small intrinsics:
 
-`load4(a, i)` returns (a.flat[i], ..., a.flat[i + 3]) as a tuple, read through one aligned
-`<4 x T>` load: the caller guarantees that i is a multiple of 4 and that the array's data pointer is
-aligned to 4 elements (16 bytes for float32), e.g. a contiguous row whose length is a multiple of 4 in
-a buffer from the CUDA allocator (256-byte aligned), or a shared array declared with `alignment=16`.
-`a` must be C-contiguous (a typed any-layout array loses the global address space and the load
-becomes generic). `i` is a flat element index.
+- `load4(a, i)`: (a.flat[i], ..., a.flat[i + 3]) of a C-contiguous array through one aligned `<4 x T>`
+  load (LDG.E.128 for float32). i is a multiple of 4 and the data pointer is 16-byte aligned.
+- `ldg(a, off)` / `stg(a, off, v)`: the element `off` elements away from a's first element (off may be
+  negative: negative strides), read or written through the global address space (LDG/STG) whatever a's
+  layout — Numba's own indexing of an any-layout array goes through generic LD/ST.
+- `ldg_vec(a, off)` / `stg_vec(a, off, values)`: 16 bytes at that element, as a tuple of 16 / itemsize
+  elements (4 float32, 2 float64, 2 int64) in one LDG.E.128 / STG.E.128; off·itemsize and the data
+  pointer must make a 16-byte aligned address.
 
-In Numba's CUDA simulator the intrinsic cannot run; the same name is a plain Python function there.
+The caller computes element offsets from the array's strides (in elements) once, outside its hot loop,
+and advances them by constant steps: no per-access stride multiplications, no negative-index
+wraparound, no division. All of it is unchecked: the caller owns the bounds.
+
+In Numba's CUDA simulator intrinsics cannot run; the same names are Python functions there that read
+and write the array's memory at the same addresses, and raise IndexError for an address outside the
+array (so an indexing bug fails the simulator tests instead of reading a neighbour).
 """
 
 from numba import config, types
 
+VECTOR_BYTES = 16
+# alignment= for shared arrays read as vectors (LDS.128); the simulator refuses any alignment argument
+SHARED_ALIGN = None if config.ENABLE_CUDASIM else VECTOR_BYTES
+
+
+def lanes(dtype) -> int:
+    """Elements in one 16-byte vector of dtype."""
+    import numpy as np
+
+    return VECTOR_BYTES // np.dtype(dtype).itemsize
+
+
 if config.ENABLE_CUDASIM:
+    import ctypes
+
+    import numpy as np
+
+    try:
+        from numpy.lib.array_utils import byte_bounds as _byte_bounds
+    except ImportError:                       # NumPy < 2
+        _byte_bounds = np.byte_bounds
+
+    def _host(a):
+        return getattr(a, "_ary", a)
+
+    def _at(a, off, count=1):
+        a = _host(a)
+        lo, hi = _byte_bounds(a)
+        addr = a.__array_interface__["data"][0] + int(off) * a.itemsize
+        if addr < lo or addr + count * a.itemsize > hi:
+            raise IndexError(f"element offset {off} (+{count}) is outside the array of shape {a.shape}, "
+                             f"strides {a.strides}")
+        buf = (ctypes.c_char * (count * a.itemsize)).from_address(addr)
+        return np.frombuffer(buf, dtype=a.dtype, count=count)
+
     def load4(a, i):
-        flat = a.reshape(-1) if a.ndim != 1 else a
+        flat = _host(a).reshape(-1)
         return flat[i], flat[i + 1], flat[i + 2], flat[i + 3]
+
+    def ldg(a, off):
+        return _at(a, off)[0]
+
+    def stg(a, off, v):
+        _at(a, off)[0] = v
+
+    def ldg_vec(a, off):
+        n = VECTOR_BYTES // _host(a).itemsize
+        return tuple(_at(a, off, n))
+
+    def stg_vec(a, off, values):
+        _at(a, off, len(values))[:] = values
 else:
     from llvmlite import ir
     from numba.core.extending import intrinsic
+
+    def _element_ptr(context, builder, aryty, ary_value, off_value, offty, addrspace):
+        ary = context.make_array(aryty)(context, builder, ary_value)
+        off = context.cast(builder, off_value, offty, types.intp)
+        ptr = builder.gep(ary.data, [off])
+        elem = context.get_value_type(aryty.dtype)
+        if addrspace:
+            ptr = builder.addrspacecast(ptr, ir.PointerType(elem, addrspace))
+        return ptr, elem
 
     @intrinsic
     def load4(typingctx, a, i):
@@ -28,14 +91,73 @@ else:
         sig = types.UniTuple(a.dtype, 4)(a, i)
 
         def codegen(context, builder, signature, args):
-            aryty = signature.args[0]
-            ary = context.make_array(aryty)(context, builder, args[0])
-            index = context.cast(builder, args[1], signature.args[1], types.intp)
-            ptr = builder.gep(ary.data, [index])
-            elem = context.get_value_type(aryty.dtype)
+            ptr, elem = _element_ptr(context, builder, signature.args[0], args[0], args[1], signature.args[1], 0)
             vec = builder.load(builder.bitcast(ptr, ir.VectorType(elem, 4).as_pointer()),
                                align=4 * context.get_abi_sizeof(elem))
             values = [builder.extract_element(vec, ir.Constant(ir.IntType(32), k)) for k in range(4)]
             return context.make_tuple(builder, signature.return_type, values)
+
+        return sig, codegen
+
+    @intrinsic
+    def ldg(typingctx, a, off):
+        if not isinstance(a, types.Array) or not isinstance(off, types.Integer):
+            return None
+        sig = a.dtype(a, off)
+
+        def codegen(context, builder, signature, args):
+            ptr, _ = _element_ptr(context, builder, signature.args[0], args[0], args[1], signature.args[1], 1)
+            return builder.load(ptr)
+
+        return sig, codegen
+
+    @intrinsic
+    def stg(typingctx, a, off, v):
+        if not isinstance(a, types.Array) or not isinstance(off, types.Integer):
+            return None
+        sig = types.void(a, off, a.dtype)
+
+        def codegen(context, builder, signature, args):
+            ptr, _ = _element_ptr(context, builder, signature.args[0], args[0], args[1], signature.args[1], 1)
+            value = context.cast(builder, args[2], signature.args[2], signature.args[0].dtype)
+            builder.store(value, ptr)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    @intrinsic
+    def ldg_vec(typingctx, a, off):
+        if not isinstance(a, types.Array) or not isinstance(off, types.Integer):
+            return None
+        n = VECTOR_BYTES * 8 // a.dtype.bitwidth
+        sig = types.UniTuple(a.dtype, n)(a, off)
+
+        def codegen(context, builder, signature, args):
+            ptr, elem = _element_ptr(context, builder, signature.args[0], args[0], args[1], signature.args[1], 1)
+            vec = builder.load(builder.bitcast(ptr, ir.PointerType(ir.VectorType(elem, n), 1)), align=VECTOR_BYTES)
+            values = [builder.extract_element(vec, ir.Constant(ir.IntType(32), k)) for k in range(n)]
+            return context.make_tuple(builder, signature.return_type, values)
+
+        return sig, codegen
+
+    @intrinsic
+    def stg_vec(typingctx, a, off, values):
+        if not isinstance(a, types.Array) or not isinstance(off, types.Integer) or \
+                not isinstance(values, types.UniTuple):
+            return None
+        n = VECTOR_BYTES * 8 // a.dtype.bitwidth
+        if values.count != n:
+            return None
+        sig = types.void(a, off, values)
+
+        def codegen(context, builder, signature, args):
+            aryty = signature.args[0]
+            ptr, elem = _element_ptr(context, builder, aryty, args[0], args[1], signature.args[1], 1)
+            vec = ir.Constant(ir.VectorType(elem, n), ir.Undefined)
+            for k in range(n):
+                v = context.cast(builder, builder.extract_value(args[2], k), signature.args[2].dtype, aryty.dtype)
+                vec = builder.insert_element(vec, v, ir.Constant(ir.IntType(32), k))
+            builder.store(vec, builder.bitcast(ptr, ir.PointerType(ir.VectorType(elem, n), 1)), align=VECTOR_BYTES)
+            return context.get_dummy_value()
 
         return sig, codegen

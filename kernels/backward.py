@@ -12,9 +12,10 @@ import functools
 import numpy as np
 from numba import cuda, int32, int64, uint64
 
-from ._common import (INT32_MAX, SIMULATOR, c_contiguous, divmagic, general_coords, general_plane_launches,
+from ._common import (INT32_MAX, c_contiguous, divmagic, general_coords, general_plane_launches,
                       magic_numbers, numba_type)
 from ._flat import load
+from ._vector import SHARED_ALIGN
 
 THREADS = 256           # data gradient: up to 256 columns of one row per block, the fastest axis along threads
 BIAS_THREADS = 256      # bias gradient: one block per channel, a fixed-shape tree over its threads
@@ -74,10 +75,7 @@ def data_grad_kernel(dtype):
         cpg = (Cg + CB - 1) // CB                      # channel blocks per group
         g = divmagic(int32(cb), mags[4], mags[5])
         cg0 = (cb - g * cpg) * CB
-        if SIMULATOR:                                    # (no alignment argument there)
-            sm = cuda.shared.array(0, dtype=T)
-        else:
-            sm = cuda.shared.array(0, dtype=T, alignment=16)
+        sm = cuda.shared.array(0, dtype=T, alignment=SHARED_ALIGN)   # LDS.128 reads
         tid = int32(cuda.threadIdx.x)
         nthreads = int32(cuda.blockDim.x)
         gs = go.strides                                # element strides (the launcher checks they divide)

@@ -2,7 +2,9 @@
 
 All three compute y[n, k, p, q] = act(b[k] + Σ_{c,r,s} x[n, g·Cg + c, p·sh − pt + r·dh, q·sw − pl + s·dw]
 · w[k, c, r, s]), with the padding mode applied as the input is read, so no padded copy of x is ever
-made. The padding mode and the activation are compiled in (one kernel per pair, built on first use).
+made. A zero-padded tap is a product 0 · w like any other (as PyTorch's, so a non-finite weight gives NaN
+at the border in every kernel and algorithm). The padding mode and the activation are compiled in (one
+kernel per pair, built on first use).
 
 Index math: block and thread indices give a tile's coordinates (one magic-number division of
 blockIdx.x per thread, no division in any loop); shared memory is indexed with unsigned integers (no
@@ -20,9 +22,10 @@ import functools
 import numpy as np
 from numba import cuda, int32, int64, uint32, uint64
 
-from ._common import (PAD_ZEROS, SIMULATOR, activation_fn, c_contiguous, divmagic, fits_int32, general_plane_launches,
-                      grid_chunks, magic_numbers, numba_type, pad_fold, stage_tile)
+from ._common import (MAX_GRID_YZ, PAD_ZEROS, activation_fn, c_contiguous, divmagic, fits_int32,
+                      general_plane_launches, grid_chunks, magic_numbers, numba_type, pad_fold, stage_tile)
 from ._flat import load, store
+from ._vector import SHARED_ALIGN
 
 # ----------------------------------------------------------------------------- tile constants
 
@@ -107,13 +110,14 @@ def conv2d_general_kernel(dtype, pad_mode, act):
         acc = ZERO
         for r in range(R):
             ih = fold(p * sh - pt + r * dh, H)
-            if ih >= 0:
-                for s in range(S):
-                    iw = fold(q * sw - pl + s * dw, W)
-                    if iw >= 0:
-                        for c in range(Cg):
-                            acc += x[un, uint64(c0 + c), uint64(ih), uint64(iw)] * w[uk, uint64(c), uint64(r),
-                                                                                    uint64(s)]
+            for s in range(S):
+                iw = fold(q * sw - pl + s * dw, W)
+                inside = (ih >= 0) & (iw >= 0)
+                for c in range(Cg):               # a zero-padded tap is still 0 · w (NaN for a non-finite w)
+                    xv = ZERO
+                    if inside:
+                        xv = x[un, uint64(c0 + c), uint64(ih), uint64(iw)]
+                    acc += xv * w[uk, uint64(c), uint64(r), uint64(s)]
         if has_bias:
             acc += b[uk]
         y[un, uk, uint64(p), uint64(q)] = activate(acc, alpha)
@@ -179,10 +183,7 @@ def conv2d_tiled_kernel(dtype, pad_mode, act):
         in_size = (uint64(cc * IH * IW) + uint64(VEC - 1)) & ~uint64(VEC - 1)   # weights: 16-byte aligned
         h0 = p0 * sh - pt
         w0 = q0 * sw - pl
-        if SIMULATOR:                                    # (no alignment argument there)
-            sm = cuda.shared.array(0, dtype=NBT)
-        else:
-            sm = cuda.shared.array(0, dtype=NBT, alignment=16)
+        sm = cuda.shared.array(0, dtype=NBT, alignment=SHARED_ALIGN)   # LDS.128 reads
         acc = cuda.local.array((PIX_X, TILE_K), dtype=NBT)
         for j in range(PIX_X):
             for kl in range(TILE_K):
@@ -241,8 +242,8 @@ def conv2d_tiled_kernel(dtype, pad_mode, act):
 
 def tiled_channels_per_stage(g, itemsize):
     """Input channels the tiled kernel stages at once under SMEM_BUDGET_BYTES (0: it does not fit)."""
-    if g.N > 65535 or g.groups * -(-(g.K // g.groups) // TILE_K) > 65535:
-        return 0  # grid y and z are limited to 65535
+    if g.N > MAX_GRID_YZ or g.groups * -(-(g.K // g.groups) // TILE_K) > MAX_GRID_YZ:
+        return 0  # grid y and z are limited to 65535: the general kernel takes these
     IH, IW = _tile_extent(g)
     per_channel = (IH * IW + g.R * g.S * TILE_K) * itemsize
     return min(g.C // g.groups, (SMEM_BUDGET_BYTES - ALIGN_BYTES) // per_channel)
@@ -257,7 +258,8 @@ def launch_conv2d_tiled(g, dtype, pad_mode, has_bias, act, alpha):
     itemsize = np.dtype(dtype).itemsize
     cc = tiled_channels_per_stage(g, itemsize)
     if cc < 1:
-        raise ValueError("the tiled kernel's tile does not fit its shared-memory budget for this shape")
+        raise ValueError("the tiled kernel cannot run this shape (its tile does not fit the shared-memory budget, "
+                         "or N or groups · ceil(K/groups / 16) is over the grid's 65535)")
     IH, IW = _tile_extent(g)
     # the same buffer holds the staged chunk, then the block's output tile for the epilogue
     tile = -(-(cc * IH * IW * itemsize) // ALIGN_BYTES) * ALIGN_BYTES
@@ -265,8 +267,6 @@ def launch_conv2d_tiled(g, dtype, pad_mode, has_bias, act, alpha):
     q_tiles = -(-g.Q // TILE_Q)
     k_tiles = -(-(g.K // g.groups) // TILE_K)
     grid = (-(-g.P // TILE_P) * q_tiles, g.groups * k_tiles, g.N)
-    if grid[1] > 65535 or grid[2] > 65535:
-        raise ValueError(f"grid {grid} exceeds CUDA's 65535 limit in y or z")
     mags = magic_numbers(q_tiles) + magic_numbers(k_tiles) + magic_numbers(g.R * g.S) + magic_numbers(g.S)
     scalars = (g.stride[0], g.stride[1], g.dilation[0], g.dilation[1], g.pads[0], g.pads[2], g.groups,
                has_bias, np.dtype(dtype).type(alpha), cc, k_tiles, q_tiles, g.K // g.groups, mags)
@@ -395,11 +395,19 @@ def conv2d_depthwise_kernel(dtype, pad_mode, act, window=None, dense=True):
     return conv2d_depthwise
 
 
-def depthwise_fits(g, itemsize):
+def depthwise_runs(g, itemsize):
+    """Can the depthwise kernel run g: one input channel per group, N <= 65535 (grid z; K channels are
+    launched in chunks of 65535), the tile in the 48 KiB of dynamic shared memory a block gets without
+    opting in."""
     IH, IW = _tile_extent(g, DW_TILE_P)
-    # 48 KiB is the dynamic shared memory a block gets without opting in to more
-    return (g.groups == g.C and g.K // g.groups <= 4 and g.N <= 65535
+    return (g.groups == g.C and g.N <= MAX_GRID_YZ
             and (IH * IW + g.R * g.S) * itemsize <= 48 * 1024)
+
+
+def depthwise_fits(g, itemsize):
+    """Does dispatch choose the depthwise kernel: it can run g, with a channel multiplier of at most 4
+    (larger multipliers reuse each staged tile enough for the tiled kernel)."""
+    return depthwise_runs(g, itemsize) and g.K // g.groups <= 4
 
 
 def launch_conv2d_depthwise(g, dtype, pad_mode, has_bias, act, alpha):
@@ -414,6 +422,8 @@ def launch_conv2d_depthwise(g, dtype, pad_mode, has_bias, act, alpha):
     IH, IW = _tile_extent(g, DW_TILE_P)
     shmem = (IH * IW + g.R * g.S) * np.dtype(dtype).itemsize
     q_tiles = -(-g.Q // TILE_Q)
+    if not depthwise_runs(g, np.dtype(dtype).itemsize):
+        raise ValueError("the depthwise kernel cannot run this shape (groups == C, N <= 65535, tile in 48 KiB)")
     tiles = -(-g.P // DW_TILE_P) * q_tiles
     mags = magic_numbers(q_tiles) + magic_numbers(g.K // g.groups)
     scalars = (g.stride[0], g.stride[1], g.dilation[0], g.dilation[1], g.pads[0], g.pads[2], g.groups,

@@ -4,56 +4,171 @@ the input on the fly in im2col's layout, so the column matrix is never written.
 Product g of the batch is (image img0 + g // groups, group g % groups): M = K/groups output channels,
 N = P·Q pixels, K = C/groups·R·S taps. Every gpu_conv2d option holds (stride, dilation, asymmetric
 padding and every padding mode, groups) and the GEMM's fused NCHW epilogue writes y directly.
+
+The gather does no division in the K loop (CUTLASS's precomputed-offset design): the host builds, once
+per geometry, a table of the taps — row k of B is tap (c, r, s), stored with its offset in a dense image
+— and each thread owns one pixel of the tile (and VEC consecutive taps of each step), whose window
+origin (ih0, iw0) = (p·sh − pt, q·sw − pl) it computes once per block. Element (k, pixel) is then
+x[img, c, ih0 + r·dh, iw0 + s·dw]: per element a 16-byte table read (the same for the whole warp), two
+adds, a bounds test (zeros padding) or the padding mode's index map (compile-time), and a load. A 1×1 stride-1 unpadded convolution does not gather at all: its B is x itself, a matrix per image
+(see gpuconv's implicit plan).
 """
 
 import functools
 
 import numpy as np
-from numba import cuda
+from numba import cuda, int32, int64, uint32
 
 from . import gemm
-from ._common import source_index
+from ._common import PAD_ZEROS, source_index
+from ._vector import ldg, ldg_vec
+
+def tap_table(C_g, R, S, dh, dw, H, W, dense) -> np.ndarray:
+    """The taps of im2col's rows, row (c·R + r)·S + s being tap (c, r, s), as int32:
+    dense (for x whose images are dense (C, H, W) blocks): (Ktot, 2), (c·H·W + r·dh·W + s·dw, r·dh << 16 |
+    s·dw) — the tap's offset in the image and its window offsets in 16 bits each (the wrapper checks
+    C/groups·H·W < 2**31 and the dilated kernel < 2**15); else (Ktot, 4), (c, r·dh, s·dw, 0)."""
+    c, r, s = np.meshgrid(np.arange(C_g, dtype=np.int64), np.arange(R), np.arange(S), indexing="ij")
+    c, rdh, sdw = c.ravel(), (r * dh).ravel(), (s * dw).ravel()
+    if dense:
+        return np.stack([c * H * W + rdh * W + sdw, (rdh << 16) | sdw], axis=1).astype(np.int32)
+    return np.stack([c, rdh, sdw, np.zeros_like(c)], axis=1).astype(np.int32)
 
 
 @functools.cache
-def gather_loader(dtype):
-    """load(x, g, kk, n, K, N, groups, img0, pix0, Q, conv): im2col's entry (row kk = (c, r, s) of product
-    g's group, column n = pixel pix0 + n of image img0 + g // groups) read from x (N, C, H, W), padded by
-    the mode in conv = (R, S, sh, sw, pt, pl, dh, dw, mode); 0 past the product's edge."""
+def gather_loader(dtype, mode, dense=False):
+    """(fast, checked, setup) device functions that fetch one thread's B vector of the GEMM tile: VEC
+    consecutive taps (k rows) of the one pixel (column) it owns. conv = (C/groups, Q, sh, sw, pt, pl, 0, 0,
+    0); mode is the padding mode, a compile-time constant (zeros: an unsigned bounds test; others:
+    source_index). dense: x's images are dense (C, H, W) blocks, so a tap's offset comes from the table
+    and the pixel's in 32 bits; else they are computed from x's strides in 64 bits.
+    The state from setup is (x offset of the product's image and group, the pixel's ih0, iw0)."""
     ZERO = np.dtype(dtype).type(0)
+    ISZ = np.dtype(dtype).itemsize
+    VEC = gemm.vec_of(dtype)
+    ZEROS = mode == PAD_ZEROS
 
     @cuda.jit(device=True, inline=True)
-    def gather(B, g, kk, n, K, N, groups, img0, pix0, Q, conv):
-        if kk < K and n < N:
-            R = conv[0]
-            S = conv[1]
-            s = kk % S
-            t = kk // S
-            r = t % R
-            c = (g % groups) * (K // (R * S)) + t // R
-            pix = pix0 + n
-            p = pix // Q
-            q = pix - p * Q
-            hs = source_index(p * conv[2] - conv[4] + r * conv[6], B.shape[2], conv[8])
-            ws = source_index(q * conv[3] - conv[5] + s * conv[7], B.shape[3], conv[8])
-            if hs >= 0 and ws >= 0:
-                return B[img0 + g // groups, c, hs, ws]
+    def setup(x, g, groups, img0, pix0, n, conv):
+        img = img0 + g // groups
+        base = img * (x.strides[0] // ISZ) + (g % groups) * conv[0] * (x.strides[1] // ISZ)
+        pix = pix0 + n
+        p = pix // conv[1]
+        ih0 = int32(p * conv[2] - conv[4])                 # window origin (H, W < 2**31: checked by the wrapper)
+        iw0 = int32((pix - p * conv[1]) * conv[3] - conv[5])
+        return base, ih0, iw0
+
+    @cuda.jit(device=True, inline=True)
+    def one(x, st, off, rs):
+        """x at the tap (dense: offset `off` in the image, window offsets packed in rs; else: channel off,
+        window offsets rs) of the pixel's window, padded by the mode. 32-bit window arithmetic: the casts
+        keep Numba from widening it."""
+        base, ih0, iw0 = st
+        H = x.shape[2]
+        W = x.shape[3]
+        if dense:
+            rdh = int32(rs >> 16)
+            sdw = int32(int32(rs << 16) >> 16)
+        else:
+            rdh = rs[0]
+            sdw = rs[1]
+        ih = int32(ih0 + rdh)
+        iw = int32(iw0 + sdw)
+        if ZEROS:
+            if uint32(ih) < uint32(H) and uint32(iw) < uint32(W):
+                if dense:          # the in-image offset of the element, in 32 bits
+                    return ldg(x, base + int64(int32(off + ih0 * int32(W) + iw0)))
+                return ldg(x, base + off * (x.strides[1] // ISZ) + ih * (x.strides[2] // ISZ)
+                           + iw * (x.strides[3] // ISZ))
+            return ZERO
+        hs = source_index(ih, H, mode)
+        ws = source_index(iw, W, mode)
+        if hs >= 0 and ws >= 0:
+            if dense:          # the channel's offset is the tap's minus its window offsets
+                return ldg(x, base + int64(int32(off - rdh * int32(W) - sdw + hs * int32(W) + ws)))
+            return ldg(x, base + off * (x.strides[1] // ISZ) + hs * (x.strides[2] // ISZ)
+                       + ws * (x.strides[3] // ISZ))
         return ZERO
 
-    return gather
+    @cuda.jit(device=True, inline=True)
+    def two(x, ktab, st, k):
+        """Taps k and k + 1 (dense: one 16-byte table read covers both)."""
+        if dense:
+            t = ldg_vec(ktab, k * 2)
+            return one(x, st, t[0], t[1]), one(x, st, t[2], t[3])
+        t0 = ldg_vec(ktab, k * 4)
+        t1 = ldg_vec(ktab, (k + 1) * 4)
+        return one(x, st, t0[0], (t0[1], t0[2])), one(x, st, t1[0], (t1[1], t1[2]))
+
+    @cuda.jit(device=True, inline=True)
+    def fast(x, ktab, st, k, conv):
+        v0, v1 = two(x, ktab, st, k)
+        if VEC == 2:
+            return (v0, v1)
+        v2, v3 = two(x, ktab, st, k + 2)
+        return (v0, v1, v2, v3)
+
+    @cuda.jit(device=True, inline=True)
+    def checked_one(x, ktab, st, k, n, K, N):
+        if k < K and n < N:
+            if dense:
+                return one(x, st, ldg(ktab, k * 2), ldg(ktab, k * 2 + 1))
+            t = ldg_vec(ktab, k * 4)
+            return one(x, st, t[0], (t[1], t[2]))
+        return ZERO
+
+    @cuda.jit(device=True, inline=True)
+    def checked(x, ktab, st, k, n, K, N, conv):
+        if VEC == 2:
+            return (checked_one(x, ktab, st, k, n, K, N), checked_one(x, ktab, st, k + 1, n, K, N))
+        return (checked_one(x, ktab, st, k, n, K, N), checked_one(x, ktab, st, k + 1, n, K, N),
+                checked_one(x, ktab, st, k + 2, n, K, N), checked_one(x, ktab, st, k + 3, n, K, N))
+
+    return fast, checked, setup
 
 
-def implicit_gemm_kernel(dtype, bias_mode=gemm.BIAS_NONE, act=gemm.ACT_NONE):
-    return gemm.gemm_kernel(dtype, "nchw", bias_mode, act, False, gather_loader(dtype))
+def implicit_gemm_kernel(dtype, mode=PAD_ZEROS, bias_mode=gemm.BIAS_NONE, act=gemm.ACT_NONE, vec_a=True,
+                         dense=True):
+    """The GEMM kernel with the gathered B (the build the launcher uses for an aligned weight and a
+    dense NCHW input, by default)."""
+    return gemm.gemm_kernel(np.dtype(dtype), "nchw", bias_mode, act, False, True, False, vec_a, False,
+                            gather_loader(np.dtype(dtype), mode, dense))
+
+
+def dense_images(x, itemsize) -> bool:
+    """Are x's images dense (C, H, W) blocks (strides H·W, W, 1 in elements; unit axes any)?"""
+    _, C, H, W = x.shape
+    want = (H * W * itemsize, W * itemsize, itemsize)
+    return all(n == 1 or s == w for n, s, w in zip((C, H, W), x.strides[1:], want))
+
+
+def tap_tables(g):
+    """(dense table or None, general table) for geometry g (see tap_table): the dense layout only where
+    its 32- and 16-bit fields hold the geometry."""
+    C_g = g.C // g.groups
+    general = tap_table(C_g, g.R, g.S, g.dilation[0], g.dilation[1], g.H, g.W, False)
+    fits = C_g * g.H * g.W < 2**31 and max((g.R - 1) * g.dilation[0], (g.S - 1) * g.dilation[1]) < 2**15
+    return (tap_table(C_g, g.R, g.S, g.dilation[0], g.dilation[1], g.H, g.W, True) if fits else None), general
 
 
 def launch_implicit_gemm(g, dtype, images, mode, bias_mode, act, alpha):
-    """launch(A, x, y, bias, img0, stream) for `images` images of geometry g; A is weight viewed as
-    (groups, K/groups, C/groups·R·S)."""
-    # Launch plan: the GEMM's (ceil(P·Q / BN), ceil(K/groups / BM), images·groups) grid of 16×16 blocks.
+    """run(A, x, y3, bias, img0, tables, stream) for `images` images of geometry g; A is weight viewed as
+    (groups, K/groups, C/groups·R·S), y3 the output viewed as (N, K, P·Q), tables the device copies of
+    tap_tables(g). Each call takes the dense build when x's images are dense and the dense table exists."""
+    # Launch plan: the GEMM's (m_tiles · n_tiles, images · groups) grid of 256-thread blocks (several
+    # launches past 65,535 products); B's tiles gathered from x through the tap table.
+    if max(g.H, g.W) >= 2**31:
+        raise ValueError(f"implicit GEMM needs H and W below 2**31, got {g.H}×{g.W}")
     t, _, l, _ = g.pads
-    conv = (g.R, g.S, g.stride[0], g.stride[1], t, l, g.dilation[0], g.dilation[1], mode)
-    launch = gemm.launch_gemm(dtype, "nchw", g.K // g.groups, g.P * g.Q, g.C // g.groups * g.R * g.S,
-                              images * g.groups, True, True, bias_mode, act, alpha,
-                              load_b=gather_loader(dtype), conv=conv)
-    return lambda A, x, y, bias, img0, stream: launch(A, x, y, bias, img0, 0, stream)
+    conv = (g.C // g.groups, g.Q, g.stride[0], g.stride[1], t, l, 0, 0, 0)
+    isz = np.dtype(dtype).itemsize
+    launches = {dense: gemm.launch_gemm(dtype, "nchw", g.K // g.groups, g.P * g.Q, g.C // g.groups * g.R * g.S,
+                                        images * g.groups, True, False, bias_mode, act, alpha,
+                                        b_gather=gather_loader(np.dtype(dtype), mode, dense), conv=conv)
+                for dense in (False, True)}
+
+    def run(A, x, y3, bias, img0, tables, stream):
+        dense = tables[0] is not None and dense_images(x, isz)
+        launches[dense](A, x, y3, bias, img0, 0, stream, tables[0] if dense else tables[1])
+
+    return run

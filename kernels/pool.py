@@ -17,8 +17,8 @@ import math
 import numpy as np
 from numba import cuda, int32, int64, uint32, uint64
 
-from ._common import (c_contiguous, dense_plane_launches, divmagic, fits_int32, general_coords, general_plane_launches,
-                      grid_chunks, magic_numbers, numba_type, plane_coords)
+from ._common import (MAX_GRID_X, c_contiguous, dense_plane_launches, divmagic, fits_int32, general_coords,
+                      general_plane_launches, grid_chunks, magic_numbers, numba_type, plane_coords)
 from ._flat import load, store
 
 # Threads per block of the windowed kernels: one thread per output element, q fastest, so a warp's
@@ -258,7 +258,7 @@ def global_pool2d_kernel(dtype, is_max, dense=True):
 
     @cuda.jit
     def global_pool2d(x, y, idx,                # arrays: input (N, C, H, W), output (N, C, 1, 1), indices
-                      with_idx, lg, n0,         # log2(threads per plane); first image (general)
+                      with_idx, lg, n0,         # log2(threads per plane); first plane (dense) or image
                       mag, sft, dh, dw):        # general: W's magic numbers; divmod(threads per plane, W)
         C = x.shape[1]
         H = x.shape[2]
@@ -269,7 +269,7 @@ def global_pool2d_kernel(dtype, is_max, dense=True):
         local = t & (seg - 1)                   # rank within the plane's segment of the block
         slot = int64(cuda.blockIdx.x) * (GLOBAL_THREADS >> lg) + (t >> lg)
         if dense:
-            plane = slot
+            plane = int64(n0) + slot
             valid = plane < x.shape[0] * C
         else:
             n = int64(n0) + cuda.blockIdx.y
@@ -342,8 +342,9 @@ def global_pool2d_kernel(dtype, is_max, dense=True):
 def launch_global_pool2d(N, C, H, W, dtype, is_max):
     # Launch plan: warps per plane wpp = min(8, ceil(H·W / 256)) rounded to a power of two, so a plane
     # of ≥ 2048 elements gets a whole 256-thread block and small planes share one (8 / wpp per block).
-    # Dense grid: ceil(N·C / planes per block) blocks; general: (ceil(C / planes per block), images),
-    # images in chunks of 65535. No atomics: one thread writes each plane's result.
+    # Dense grid: ceil(N·C / planes per block) blocks (in launches of at most 2**31 − 1); general:
+    # (ceil(C / planes per block), images), images in chunks of 65535. No atomics: one thread writes each
+    # plane's result.
     need = -(-(H * W) // 256)
     wpp = 1
     while wpp < min(8, need):
@@ -353,14 +354,15 @@ def launch_global_pool2d(N, C, H, W, dtype, is_max):
     dense_ok = fits_int32(H * W + GLOBAL_THREADS)
     dense = global_pool2d_kernel(dtype, is_max, True) if dense_ok else None
     general = global_pool2d_kernel(dtype, is_max, False)
-    dense_grid = max(1, -(-(N * C) // per_block))
+    dense_plan = [(count, b0 * per_block) for b0, count in grid_chunks(-(-(N * C) // per_block), MAX_GRID_X)]
     mag, sft = magic_numbers(W)
     dh, dw = divmod(wpp * 32, W)
     general_plan = [((max(1, -(-C // per_block)), count), n0) for n0, count in grid_chunks(N)]
 
     def launch(x, y, idx, with_idx, stream):
         if dense is not None and c_contiguous(x, y, idx):
-            dense[dense_grid, GLOBAL_THREADS, stream](x, y, idx, with_idx, lg, 0, mag, sft, dh, dw)
+            for blocks, plane0 in dense_plan:
+                dense[blocks, GLOBAL_THREADS, stream](x, y, idx, with_idx, lg, plane0, mag, sft, dh, dw)
             return
         for grid, n0 in general_plan:
             general[grid, GLOBAL_THREADS, stream](x, y, idx, with_idx, lg, n0, mag, sft, dh, dw)

@@ -6,6 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${GPUCONV_VENV:-.venv}
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[dev,bench]"
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[dev,bench,dask]"
 "$VENV/bin/gpuconv" info
 exec "$VENV/bin/gpuconv" bench "$@"

@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${GPUCONV_VENV:-.venv}
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[dev,bench]"
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -e ".[dev,bench,dask]"
 if [ "${GPUCONV_NO_TORCH:-0}" != 1 ]; then
     # pinned: 2.13.0 is the CPU build the project's machines carry; a range would fetch the newest CUDA build
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check "torch==2.13.0"

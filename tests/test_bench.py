@@ -96,7 +96,7 @@ def test_bench_imports_resolve():
     from pathlib import Path
 
     bench = Path(__file__).resolve().parents[1] / "bench"
-    optional = {"torch", "cupy", "matplotlib", "rich", "pytest"}
+    optional = {"torch", "cupy", "matplotlib", "rich", "pytest", "dask"}
     for path in bench.glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.level == 1:
@@ -107,3 +107,53 @@ def test_bench_imports_resolve():
                 for name in names:
                     top = name.split(".")[0]
                     assert top in optional or importlib.util.find_spec(top) is not None, f"{path.name}: {name}"
+
+
+def test_large_image_dask_case_skips_in_the_simulator(tmp_path, capsys):
+    if not gpuconv.SIMULATOR:
+        pytest.skip("on a GPU the case runs for real (scripts/gpu_run.sh: gpuconv bench --full)")
+    assert main(["bench", "--layers", "large_image_5x5", "--out", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    assert "large_image_5x5        skipped: needs a CUDA device" in text
+    assert "0 passed, 0 failed, 1 skipped" in text and " ms" not in text
+    report = (tmp_path / "report.md").read_text()
+    assert "## Large images: gpuconv.dask against one gpu_conv2d call" in report
+    assert "| large_image_5x5 | 1×3×16384×16384 | 8×3×5×5 | 4096 | skipped: needs a CUDA device" in report
+
+
+def test_report_renders_dask_timings():
+    """Renderer only: a timing-shaped dask row (test data, not a measurement)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from bench import report
+
+    row = dict(kind="dask", name="large_image_5x5", x=(1, 3, 64, 64), w=(8, 3, 5, 5), chunk=32, passed=True,
+               checks=dict(dask_vs_one_call=dict(rel_err=0.0, bitwise=True, passed=True),
+                           one_call_vs_reference=dict(rel_err=2e-7, passed=True)),
+               timing={"gpuconv.dask": dict(median_ms=3.0, ratio_to_one_call=1.5), "gpu_conv2d": dict(median_ms=2.0)})
+    text = report.markdown(dict(date="2026-01-01T00:00:00+00:00", target="cuda", mode="parity + timing", cases=[row]))
+    assert "| large_image_5x5 | 1×3×64×64 | 8×3×5×5 | 32 | bit for bit | 2.0e-07 ok | 3 | 2 | 1.50 |" in text
+
+
+def test_crop_errors_checks_the_corner_and_the_middle():
+    """The large-image check compares 64×64 crops with the reference; here 6×6 crops of a small case."""
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+
+    from gpuconv import reference as ref
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from bench import harness
+
+    rng = np.random.default_rng(0)
+    x, w = rng.standard_normal((1, 2, 20, 22)), rng.standard_normal((3, 2, 5, 5))
+    y = ref.conv2d(x, w, padding=2)
+    assert harness.crop_errors(x, w, y, (2, 2, 2, 2), (5, 5), n=6) < 1e-14
+    for p, q in ((0, 0), (5, 5), (7, 8), (12, 13), (15, 2)):   # corner crop rows/cols 0-5, middle 7-12 / 8-13, outside
+        bad = y.copy()
+        bad[0, 1, p, q] += 1.0
+        assert (harness.crop_errors(x, w, bad, (2, 2, 2, 2), (5, 5), n=6) > 1e-3) == ((p, q) != (15, 2))

@@ -68,6 +68,25 @@ def weight_strides(w_shape, w_strides, g):
 
 
 
+@functools.lru_cache(maxsize=16)
+def _copy(shape, dtype):
+    """copy(src, dst, stream): a strided -> strided device copy (the activation-gradient pass with none)."""
+    launch = epilogue.launch_activation_grad(shape, dtype, _common.ACT_NONE, 0.0)
+    return lambda src, dst, stream: launch(src, src, dst, stream)
+
+
+def nchw_target(dy, g, dtype, s):
+    """(y3, copy_back) for the GEMM's "nchw" store: dy (N, K, P, Q) viewed as (N, K, P·Q), or, when its
+    pixels do not merge into one axis (an out= with odd strides), a dense temporary that copy_back()
+    copies into dy after the products."""
+    merged = _interop.merged_strides((g.P, g.Q), dy.strides[2:])
+    if merged is not None:
+        return _interop.strided_view(dy, (g.N, g.K, g.P * g.Q), (dy.strides[0], dy.strides[1], merged)), None
+    tmp = _interop.allocate(g.out_shape, np.dtype(dtype), "numba", None, s)[1]
+    y3 = _interop.dense_view(tmp, (g.N, g.K, g.P * g.Q))
+    return y3, (lambda: _copy(g.out_shape, np.dtype(dtype))(tmp, dy, s))
+
+
 class Im2colPlan:
     """Everything about one (shape, dtype, options, limit) that does not change between calls."""
 
@@ -104,6 +123,7 @@ class Im2colPlan:
         A = _interop.strided_view(dw, (g.groups, self.k_g, self.crs_g), weight_strides(dw.shape, dw.strides, g))
         ws_kind = "cupy" if self.cublas else kind
         _, buf = _interop.allocate((self.images * g.C * g.R * g.S * self.pixels,), self.dtype, ws_kind, like, s)
+        y3, copy_back = (None, None) if self.cublas else nchw_target(dy, g, self.dtype, s)
         for img0, nb, pix0, npix in self.chunks():
             shape = (nb, g.C * g.R * g.S, npix)
             cols = _interop.dense_view(buf, shape)
@@ -113,7 +133,9 @@ class Im2colPlan:
             if self.cublas:
                 _cublas_chunk(A, B, db if self.bias_mode else None, dy, g, img0, nb, pix0, npix, s)
             else:
-                self._gemm(nb, npix)(A, B, dy, db, img0, pix0, s)
+                self._gemm(nb, npix)(A, B, y3, db, img0, pix0, s)
+        if copy_back is not None:
+            copy_back()
         if self.late is not None:
             self.late(dy, s)
 
@@ -124,29 +146,56 @@ def plan(g, dtype, has_bias, act, alpha, limit, cublas):
 
 
 class ImplicitGemmPlan:
-    """algo="implicit_gemm": the same GEMM with its B tiles gathered from x (no workspace). The batch
-    runs over (image, group); the grid's z extent (65535) bounds the images per launch."""
+    """algo="implicit_gemm": the GEMM with its B tiles gathered from x (no workspace), one launch over
+    every (image, group) (the launcher splits batches past CUDA's grid limit). A pointwise layer (1×1,
+    stride 1, no padding) needs no gather: B is x itself, (images·groups, C/groups, H·W), when x's
+    strides allow that view."""
 
     def __init__(self, g, dtype, has_bias, act, alpha):
         self.g, self.dtype = g, np.dtype(dtype)
         self.crs_g = g.C // g.groups * g.R * g.S
         self.k_g = g.K // g.groups
-        self.images = max(1, min(g.N, 65535 // g.groups))
         fused = act in kgemm.FUSED_ACTS
         bias_mode = kgemm.BIAS_ROW if has_bias else kgemm.BIAS_NONE
+        act_fused = act if fused else _common.ACT_NONE
         mode = _common.PAD_CODES[g.padding_mode]
-        self.gemms = {nb: kimplicit.launch_implicit_gemm(g, dtype, nb, mode, bias_mode,
-                                                         act if fused else _common.ACT_NONE, alpha)
-                      for nb in {self.images, g.N % self.images or self.images}}
+        self.pointwise = (g.R, g.S, g.stride, g.pads) == (1, 1, (1, 1), (0, 0, 0, 0))
+        if self.pointwise:
+            self.matrix = kgemm.launch_gemm(dtype, "nchw", self.k_g, g.P * g.Q, self.crs_g, g.N * g.groups, True,
+                                            True, bias_mode, act_fused, alpha)
+        self.gather = kimplicit.launch_implicit_gemm(g, dtype, g.N, mode, bias_mode, act_fused, alpha)
+        self._tables = None
         late = None if fused or act == _common.ACT_NONE else act
         self.late = None if late is None else epilogue.launch_activation(g.out_shape, dtype, late, alpha)
+
+    def tables(self):
+        """The tap tables on the device, made on first use (one per plan)."""
+        if self._tables is None:
+            from numba import cuda
+
+            self._tables = tuple(None if t is None else cuda.to_device(t) for t in kimplicit.tap_tables(self.g))
+        return self._tables
+
+    def _pointwise_b(self, dx):
+        """x as (images·groups, C/groups, H·W) for a pointwise layer, or None if its strides don't allow it."""
+        g = self.g
+        s0, s1 = dx.strides[0], dx.strides[1]
+        pix = _interop.merged_strides((g.H, g.W), dx.strides[2:])
+        if pix is None or (g.N > 1 and s0 != g.C * s1):
+            return None
+        return _interop.strided_view(dx, (g.N * g.groups, g.C // g.groups, g.H * g.W), (s1 * (g.C // g.groups), s1, pix))
 
     def run(self, dx, dw, db, dy, kind, like, s):
         g = self.g
         A = _interop.strided_view(dw, (g.groups, self.k_g, self.crs_g), weight_strides(dw.shape, dw.strides, g))
-        for img0 in range(0, g.N, self.images):
-            nb = min(self.images, g.N - img0)
-            self.gemms[nb](A, dx, dy, db, img0, s)
+        y3, copy_back = nchw_target(dy, g, self.dtype, s)
+        B = self._pointwise_b(dx) if self.pointwise else None
+        if B is not None:
+            self.matrix(A, B, y3, db, 0, 0, s)
+        else:
+            self.gather(A, dx, y3, db, 0, self.tables(), s)
+        if copy_back is not None:
+            copy_back()
         if self.late is not None:
             self.late(dy, s)
 

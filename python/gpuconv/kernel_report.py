@@ -119,10 +119,13 @@ def _precision(dtype: str, fma: dict) -> tuple[str, str]:
 
 
 def ptx_of(spec: KernelSpec, dtype: str, arch: str) -> str:
+    """The kernel's PTX, compiled as its dispatcher would compile it (launch bounds and fastmath too)."""
     from numba import cuda
 
     cc = (int(arch[3:-1]), int(arch[-1]))
-    ptx, _ = cuda.compile_ptx(spec.factory(np.dtype(dtype)).py_func, spec.args(np.dtype(dtype)), cc=cc)
+    dispatcher = spec.factory(np.dtype(dtype))
+    opts = {k: v for k, v in getattr(dispatcher, "targetoptions", {}).items() if k in ("launch_bounds", "fastmath")}
+    ptx, _ = cuda.compile_ptx(dispatcher.py_func, spec.args(np.dtype(dtype)), cc=cc, **opts)
     return ptx
 
 
@@ -150,8 +153,9 @@ def _ptxas_figures(text: str) -> dict:
     import re
 
     props = re.search(r"(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads", text)
-    used = re.search(r"Used (\d+) registers(?:, used \d+ barriers)?(?:, (\d+) bytes smem)?", text)
-    return dict(registers=int(used.group(1)), smem=int(used.group(2) or 0), stack=int(props.group(1)),
+    used = re.search(r"Used (\d+) registers[^\n]*", text)
+    smem = re.search(r"(\d+) bytes smem", used.group(0))
+    return dict(registers=int(used.group(1)), smem=int(smem.group(1)) if smem else 0, stack=int(props.group(1)),
                 spill_stores=int(props.group(2)), spill_loads=int(props.group(3)))
 
 

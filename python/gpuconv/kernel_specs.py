@@ -16,7 +16,7 @@ dtype's size; DRAM traffic counts each unique input byte once and every output b
 - the activation pass, 4 elements per thread, reads and writes y: 8b (ELU, the costliest activation in
   float32; every activation's ceiling is the same on H200); its gradient reads go and z and writes:
   12b (sigmoid, likewise); the general (strided) variants, one element per thread: 2b and 3b; the bias
-  gradient reads one element per iteration: b;
+  gradient reads one element per iteration: b; fill writes one: b;
 - depthwise 3×3 (16, 256, 56, 56): a block's 16×32 outputs read ~16×32 fresh inputs (the halo comes
   from L2) and write 16×32, over 128 threads: 8b per thread;
 - Winograd F(m×m, 3×3) transforms, per thread: filter reads 9, writes a² (a = m + 2); input reads
@@ -110,14 +110,18 @@ def _pool_args(kind, layout="C"):
 
 
 def _gemm_args(store, implicit=False):
+    """(A, B or x, C, bias, M, N, K, n_tiles, g0, img0, pix0, alpha, conv, ktab), as gemm.launch_gemm passes
+    them: operands are strided views (any layout), the bias C-contiguous; ktab is implicit GEMM's int32
+    tap table, or (unused) the bias again."""
     def args(dtype):
         from numba import types
 
         t = _numba_t(dtype)
-        c = types.Array(t, 4 if store == "nchw" else 3, "A")
+        c = types.Array(t, 3, "A")                  # "nchw": y viewed as (N, K, P·Q)
         b = types.Array(t, 4 if implicit else 3, "A")
-        return (types.Array(t, 3, "A"), b, c, types.Array(t, 1, "C")) + \
-            (types.int64,) * 3 + (types.boolean,) * 2 + (types.int64, types.int64, t, types.UniTuple(types.int64, 9))
+        bias = types.Array(t, 1, "C")
+        ktab = types.Array(types.int32, 2, "C") if implicit else bias    # the dense (Ktot, 2) tap table
+        return (types.Array(t, 3, "A"), b, c, bias) + (types.int64,) * 7 + (t, types.UniTuple(types.int64, 9), ktab)
     return args
 
 
@@ -180,10 +184,13 @@ def _data_grad_args(dtype):
 
 
 def _wino_output_args(dtype):
+    """(M, y, bias, x, w, img0, TH, TW, pt, pl, mode, has_bias, act, alpha): x and w recompute a tile whose
+    result is not finite."""
     from numba import types
 
     t = _numba_t(dtype)
-    return (types.Array(t, 3, "A"), types.Array(t, 4, "A"), types.Array(t, 1, "A")) + (types.int64,) * 3 + \
+    a4 = types.Array(t, 4, "A")
+    return (types.Array(t, 3, "A"), a4, types.Array(t, 1, "A"), a4, a4) + (types.int64,) * 6 + \
         (types.boolean, types.int64, t)
 
 
@@ -237,12 +244,14 @@ def kernel_specs() -> list[KernelSpec]:
     for m in winograd.TILE_SIZES:
         a2 = (m + 2) ** 2
         specs += [
+            # grid-striding: one filter / patch / tile per iteration of the outer loop; loops inside it (the
+            # output transform's cold recomputation of a non-finite tile among them) count once
             KernelSpec(f"winograd{m}_filter", P(winograd.filter_transform_kernel, m=m), _arrays_then((4, 3), 0),
-                       True, 0, winograd.THREADS, "memory", "kernel", m + 2, 9 + a2),
+                       True, 0, winograd.THREADS, "memory", "outer", 1, 9 + a2),
             KernelSpec(f"winograd{m}_input", P(winograd.input_transform_kernel, m=m), _arrays_then((4, 3), 6),
-                       True, 0, winograd.TRANSFORM_THREADS, "memory", "kernel", m + 2, m * m + a2),
+                       True, 0, winograd.TRANSFORM_THREADS, "memory", "outer", 1, m * m + a2),
             KernelSpec(f"winograd{m}_output", P(winograd.output_transform_kernel, m=m), _wino_output_args,
-                       True, 0, winograd.TRANSFORM_THREADS, "memory", "kernel", m + 2, a2 + m * m),
+                       True, 0, winograd.TRANSFORM_THREADS, "memory", "outer", 1, a2 + m * m),
         ]
     specs += [
         KernelSpec("im2col", im2col.im2col_kernel, _im2col_args("C"), True, 0, im2col.THREADS, "memory", "kernel", 1,
@@ -264,6 +273,8 @@ def kernel_specs() -> list[KernelSpec]:
                    _elementwise_args(1, "A"), True, 0, epilogue.THREADS, "memory", "kernel", 1, 2),
         KernelSpec("activation_grad_general", P(epilogue.activation_grad_kernel, act=ACT_NONE, dense=False),
                    _elementwise_args(3, "A"), True, 0, epilogue.THREADS, "memory", "kernel", 1, 3),
+        KernelSpec("fill", epilogue.fill_kernel, _arrays_then((1,), 0, alpha=True), True, 0, epilogue.THREADS,
+                   "memory", "outer", 1, 1),
         KernelSpec("conv2d_data_grad", backward.data_grad_kernel, _data_grad_args, True,
                    backward.WEIGHT_BUDGET_BYTES, backward.THREADS, "compute", "fma_inner"),
         KernelSpec("conv2d_bias_grad", backward.bias_grad_kernel, _bias_grad_args("C"), True, 0,

@@ -12,7 +12,9 @@ Definitions (the offline model's, stated once here; gpuconv.perf_model turns the
   "fma_inner" — the innermost loop that contains FMA instructions (most FMAs wins a tie): the tap
     loop of a direct convolution;
   "fma_outer" — the outermost loop that contains FMA instructions: a GEMM's K step, with any loop
-    left inside it (an un-unrolled `kk` loop) counted `trips` times;
+    left inside it (an un-unrolled `kk` loop) counted `trips` times; among equals, the one with the
+    most FMAs, then the fewest instructions (a kernel with a separate, bounds-checked loop for its
+    edge tiles is measured on its interior loop);
   "outer" — the outermost loop that reads global memory (the largest, if several): the grid-stride
     loop of an elementwise kernel, one iteration per element, its window loops counted `trips` times
     per nesting level;
@@ -417,7 +419,9 @@ def hot_loop(cfg: CFG, rule: str) -> Loop | None:
     if rule == "fma_inner":
         innermost = [L for L in with_fma if not any(c in with_fma for c in L.children)]
         return max(innermost, key=lambda L: (_fmas(cfg, L), -L.depth))
-    return min(with_fma, key=lambda L: (L.depth, -_fmas(cfg, L)))
+    # outermost first; then most FMAs; then the fewest instructions (a kernel with a separate, checked
+    # loop for its edge tiles is measured on its interior loop)
+    return min(with_fma, key=lambda L: (L.depth, -_fmas(cfg, L), loop_mix(cfg, L, 1).instructions))
 
 
 @dataclass
