@@ -144,7 +144,7 @@ def kernel_specs() -> list[KernelSpec]:
         KernelSpec("avg_pool2d", pool.avg_pool2d_kernel, _pool_args("avg"), True, 0, pool.POOL_THREADS, "memory",
                    "outer", (3, 0), 5),
         KernelSpec("global_pool2d", pool.global_pool2d_kernel, _pool_args("global"), True, 0, pool.GLOBAL_THREADS,
-                   "memory", "outer", 1, 1),
+                   "memory", "inner", 1, 2),     # the element loop; NVVM unrolls it by 2 (2 loads per iteration)
         KernelSpec("gemm", P(gemm.gemm_kernel, store="matrix"), _gemm_args("matrix"), True, 0, gemm_threads,
                    "compute", "fma_outer", bk),
         KernelSpec("gemm_nchw_bias_leaky_acc", P(gemm.gemm_kernel, store="nchw", bias_mode=gemm.BIAS_ROW,
@@ -157,12 +157,14 @@ def kernel_specs() -> list[KernelSpec]:
     for m in winograd.TILE_SIZES:
         a2 = (m + 2) ** 2
         specs += [
+            # grid-striding: one filter / patch / tile per iteration of the outer loop; loops inside it (the
+            # output transform's cold recomputation of a non-finite tile among them) count once
             KernelSpec(f"winograd{m}_filter", P(winograd.filter_transform_kernel, m=m), _arrays_then((4, 3), 0),
-                       True, 0, winograd.THREADS, "memory", "kernel", m + 2, 9 + a2),
+                       True, 0, winograd.THREADS, "memory", "outer", 1, 9 + a2),
             KernelSpec(f"winograd{m}_input", P(winograd.input_transform_kernel, m=m), _arrays_then((4, 3), 6),
-                       True, 0, winograd.TRANSFORM_THREADS, "memory", "kernel", m + 2, m * m + a2),
+                       True, 0, winograd.TRANSFORM_THREADS, "memory", "outer", 1, m * m + a2),
             KernelSpec(f"winograd{m}_output", P(winograd.output_transform_kernel, m=m), _wino_output_args,
-                       True, 0, winograd.TRANSFORM_THREADS, "memory", "kernel", m + 2, a2 + m * m),
+                       True, 0, winograd.TRANSFORM_THREADS, "memory", "outer", 1, a2 + m * m),
         ]
     specs += [
         KernelSpec("im2col", im2col.im2col_kernel, _arrays_then((4, 3), 12), True, 0, im2col.THREADS, "memory",

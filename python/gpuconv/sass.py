@@ -18,6 +18,8 @@ Definitions (the offline model's, stated once here; gpuconv.perf_model turns the
   "outer" — the outermost loop that reads global memory (the largest, if several): the grid-stride
     loop of an elementwise kernel, one iteration per element, its window loops counted `trips` times
     per nesting level;
+  "inner" — the innermost loop that reads global memory (the largest, if several): an element loop
+    nested in a per-plane or per-tile loop;
   "kernel" — the whole kernel per thread (one tile or element per thread, no grid-stride loop): code
     outside loops once, each loop `trips` times;
   where no loop matches a rule, the whole kernel is measured with every loop counted once.
@@ -390,7 +392,7 @@ def function_mix(func: Function) -> Mix:
     return mix
 
 
-HOT_RULES = ("fma_inner", "fma_outer", "outer", "kernel")
+HOT_RULES = ("fma_inner", "fma_outer", "outer", "inner", "kernel")
 
 
 def _fmas(cfg: CFG, loop: Loop) -> float:
@@ -413,6 +415,10 @@ def hot_loop(cfg: CFG, rule: str) -> Loop | None:
     if rule == "outer":
         reading = [L for L in cfg.loops if _reads_global(cfg, L)] or cfg.loops
         return max(reading, key=lambda L: loop_mix(cfg, L, 1).instructions)
+    if rule == "inner":
+        reading = [L for L in loops if _reads_global(cfg, L)]
+        innermost = [L for L in reading if not any(c in reading for c in L.children)] or loops
+        return max(innermost, key=lambda L: loop_mix(cfg, L, 1).instructions)
     with_fma = [L for L in loops if _fmas(cfg, L) > 0]
     if not with_fma:
         return None
