@@ -337,12 +337,17 @@ class Mix:
         return sum(self.fma[c] for c in classes)
 
     def loads(self, space: str) -> dict[int, float]:
-        """{bits: count} of loads from `space` ("shared", "global", "generic", "local", "constant")."""
+        """{bits: count} of loads from `space` ("shared", "global", "generic", "local", "constant"); ldmatrix
+        (LDSM) is counted apart (`ldmatrix`)."""
         out: dict[int, float] = {}
         for (sp, kind, bits), n in self.memory.items():
-            if sp == space and kind in ("load", "ldmatrix"):
+            if sp == space and kind == "load":
                 out[bits] = out.get(bits, 0) + n
         return out
+
+    def ldmatrix(self) -> float:
+        """LDSM instructions (ldmatrix: 8×8 matrices from shared memory into a warp's fragments)."""
+        return sum(n for (sp, kind, _), n in self.memory.items() if kind == "ldmatrix")
 
     def stores(self, space: str) -> dict[int, float]:
         out: dict[int, float] = {}
