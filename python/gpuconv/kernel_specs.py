@@ -52,6 +52,9 @@ class KernelSpec:
                                    # unrolled body, so that level gets 0.
     bytes_per_item: float = 0.0    # memory kernels: bytes per hot-loop iteration, in units of the dtype's size
     bytes_fixed: float = 0.0       # ... plus bytes that do not scale with the dtype (int64 indices)
+    dtypes: tuple = ("float32", "float64")   # the builds measured
+    link: tuple = ()               # CUDA C++ helper sources linked with LTO (tensor cores): factory and args then
+                                   # take the dtype's name, and the build goes through nvJitLink
 
     def bytes_per_iteration(self, itemsize: int) -> float:
         return self.bytes_per_item * itemsize + self.bytes_fixed
@@ -194,6 +197,24 @@ def _wino_output_args(dtype):
         (types.boolean, types.int64, t)
 
 
+_TC_KINDS = {"float16": "f16", "bfloat16": "bf16", "float32": "tf32"}
+
+
+def _tc_args(name):
+    """(A, B, C, bias, M, N, K, n_tiles, g0, img0, pix0, alpha): 16-bit operands as uint16 views."""
+    from numba import types
+
+    el = types.float32 if name == "float32" else types.uint16
+    a3 = types.Array(el, 3, "A")
+    return (a3, a3, a3, types.Array(el, 1, "C")) + (types.int64,) * 7 + (types.float32,)
+
+
+def _tc_factory(name, **options):
+    from gpuconv.kernels import gemm_tc
+
+    return gemm_tc.gemm_tc_kernel(_TC_KINDS[str(name)], "matrix", **options)
+
+
 def kernel_specs() -> list[KernelSpec]:
     from gpuconv.kernels import backward, direct, epilogue, gemm, im2col, implicit_gemm, pool, winograd
     from gpuconv.kernels._common import ACT_ELU, ACT_LEAKY_RELU, ACT_NONE, ACT_RELU, ACT_SIGMOID, PAD_REFLECT, PAD_ZEROS
@@ -253,6 +274,15 @@ def kernel_specs() -> list[KernelSpec]:
             KernelSpec(f"winograd{m}_output", P(winograd.output_transform_kernel, m=m), _wino_output_args,
                        True, 0, winograd.TRANSFORM_THREADS, "memory", "outer", 1, a2 + m * m),
         ]
+    from gpuconv.kernels import gemm_tc, mma
+
+    # tensor cores: m16n8k16 for float16 / bfloat16, m16n8k8 TF32 for float32 (on request)
+    specs += [
+        KernelSpec("gemm_tc", _tc_factory, _tc_args, True, 0, gemm_tc.THREADS, "compute", "fma_outer",
+                   dtypes=("float16", "bfloat16"), link=(mma.SOURCE,)),
+        KernelSpec("gemm_tc_tf32", _tc_factory, _tc_args, True, 0, gemm_tc.THREADS, "compute", "fma_outer",
+                   dtypes=("float32",), link=(mma.SOURCE,)),
+    ]
     specs += [
         KernelSpec("im2col", im2col.im2col_kernel, _im2col_args("C"), True, 0, im2col.THREADS, "memory", "kernel", 1,
                    (1 + 1 / 9) * im2col.PER_THREAD),
