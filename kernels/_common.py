@@ -74,6 +74,11 @@ def tile_origin(q_tiles, tile_p, tile_q):
     return (cuda.blockIdx.x // q_tiles) * tile_p, (cuda.blockIdx.x % q_tiles) * tile_q
 
 
+# CUDA's grid limits: gridDim.x up to 2**31 - 1 blocks, gridDim.y and gridDim.z up to 65535. A launcher
+# whose work could exceed them folds it into x, launches in chunks, or grid-strides (see each launch plan).
+MAX_GRID_X = 2**31 - 1
+MAX_GRID_YZ = 65535
+
 # Grid-striding 1-D kernels launch at most this many blocks; each thread then strides over the rest.
 MAX_STRIDING_BLOCKS = 65535 * 8
 

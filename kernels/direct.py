@@ -2,7 +2,8 @@
 
 All three compute y[n, k, p, q] = act(b[k] + Σ_{c,r,s} x[n, g·Cg + c, p·sh − pt + r·dh, q·sw − pl + s·dw]
 · w[k, c, r, s]), with padding applied by `source_index` (zeros, reflect, replicate, circular) as the
-input is read, so no padded copy of x is ever made. Arrays are indexed with 64-bit arithmetic, so
+input is read, so no padded copy of x is ever made. A zero-padded tap is a product 0 · w like any other
+(as PyTorch's, so a non-finite weight gives NaN at the border in every kernel and algorithm). Arrays are indexed with 64-bit arithmetic, so
 tensors past 2**31 elements are addressed correctly.
 
 `g` below is any object with the fields of gpuconv's ConvGeometry (N, C, H, W, K, R, S, P, Q, stride,
@@ -15,7 +16,8 @@ import functools
 import numpy as np
 from numba import cuda, int64
 
-from ._common import epilogue, numba_type, source_index, stage_tile, striding_blocks, tile_origin, unflatten_nchw
+from ._common import (MAX_GRID_YZ, epilogue, numba_type, source_index, stage_tile, striding_blocks, tile_origin,
+                      unflatten_nchw)
 
 # ----------------------------------------------------------------------------- tile constants
 
@@ -73,11 +75,12 @@ def conv2d_general_kernel(dtype):
             for c in range(Cg):
                 for r in range(R):
                     ih = source_index(p * sh - pt + r * dh, H, pad_mode)
-                    if ih >= 0:
-                        for s in range(S):
-                            iw = source_index(q * sw - pl + s * dw, W, pad_mode)
-                            if iw >= 0:
-                                acc += x[n, c0 + c, ih, iw] * w[k, c, r, s]
+                    for s in range(S):
+                        iw = source_index(q * sw - pl + s * dw, W, pad_mode)
+                        xv = ZERO
+                        if ih >= 0 and iw >= 0:
+                            xv = x[n, c0 + c, ih, iw]
+                        acc += xv * w[k, c, r, s]
             if has_bias:
                 acc += b[k]
             y[n, k, p, q] = activate(acc, act, alpha)
@@ -190,8 +193,8 @@ def conv2d_tiled_kernel(dtype):
 
 def tiled_channels_per_stage(g, itemsize):
     """Input channels the tiled kernel stages at once under SMEM_BUDGET_BYTES (0: it does not fit)."""
-    if g.N > 65535 or g.groups * -(-(g.K // g.groups) // TILE_K) > 65535:
-        return 0  # grid y and z are limited to 65535
+    if g.N > MAX_GRID_YZ or g.groups * -(-(g.K // g.groups) // TILE_K) > MAX_GRID_YZ:
+        return 0  # grid y and z are limited to 65535: the general kernel takes these
     IH, IW = _tile_extent(g)
     per_channel = (IH * IW + g.R * g.S * TILE_K) * itemsize
     return min(g.C // g.groups, SMEM_BUDGET_BYTES // per_channel)
@@ -206,15 +209,14 @@ def launch_conv2d_tiled(g, dtype, pad_mode, has_bias, act, alpha):
     itemsize = np.dtype(dtype).itemsize
     cc = tiled_channels_per_stage(g, itemsize)
     if cc < 1:
-        raise ValueError("the tiled kernel's tile does not fit its shared-memory budget for this shape")
+        raise ValueError("the tiled kernel cannot run this shape (its tile does not fit the shared-memory budget, "
+                         "or N or groups · ceil(K/groups / 16) is over the grid's 65535)")
     IH, IW = _tile_extent(g)
     # the same buffer holds the staged chunk, then the block's output tile for the epilogue
     shmem = max(cc * IH * IW + cc * g.R * g.S * TILE_K, TILE_K * TILE_P * TILE_Q) * itemsize
     q_tiles = -(-g.Q // TILE_Q)
     k_tiles = -(-(g.K // g.groups) // TILE_K)
     grid = (-(-g.P // TILE_P) * q_tiles, g.groups * k_tiles, g.N)
-    if grid[1] > 65535 or grid[2] > 65535:
-        raise ValueError(f"grid {grid} exceeds CUDA's 65535 limit in y or z")
     scalars = (g.stride[0], g.stride[1], g.dilation[0], g.dilation[1], g.pads[0], g.pads[2], g.groups,
                pad_mode, has_bias, act, np.dtype(dtype).type(alpha), cc, k_tiles, q_tiles)
 
@@ -278,11 +280,18 @@ def conv2d_depthwise_kernel(dtype):
     return conv2d_depthwise
 
 
-def depthwise_fits(g, itemsize):
+def depthwise_runs(g, itemsize):
+    """Can the depthwise kernel run g: one input channel per group, a grid within y, z <= 65535 (K
+    channels, N images), the tile in the 48 KiB of dynamic shared memory a block gets without opting in."""
     IH, IW = _tile_extent(g)
-    # 48 KiB is the dynamic shared memory a block gets without opting in to more
-    return (g.groups == g.C and g.K // g.groups <= 4 and g.N <= 65535 and g.K <= 65535
+    return (g.groups == g.C and g.N <= MAX_GRID_YZ and g.K <= MAX_GRID_YZ
             and (IH * IW + g.R * g.S) * itemsize <= 48 * 1024)
+
+
+def depthwise_fits(g, itemsize):
+    """Does dispatch choose the depthwise kernel: it can run g, with a channel multiplier of at most 4
+    (larger multipliers reuse each staged tile enough for the tiled kernel)."""
+    return depthwise_runs(g, itemsize) and g.K // g.groups <= 4
 
 
 def launch_conv2d_depthwise(g, dtype, pad_mode, has_bias, act, alpha):
@@ -293,9 +302,9 @@ def launch_conv2d_depthwise(g, dtype, pad_mode, has_bias, act, alpha):
     IH, IW = _tile_extent(g)
     shmem = (IH * IW + g.R * g.S) * np.dtype(dtype).itemsize
     q_tiles = -(-g.Q // TILE_Q)
+    if not depthwise_runs(g, np.dtype(dtype).itemsize):
+        raise ValueError("the depthwise kernel cannot run this shape (groups == C, N and K <= 65535, tile in 48 KiB)")
     grid = (-(-g.P // TILE_P) * q_tiles, g.K, g.N)
-    if grid[1] > 65535 or grid[2] > 65535:
-        raise ValueError(f"grid {grid} exceeds CUDA's 65535 limit in y or z")
     scalars = (g.stride[0], g.stride[1], g.dilation[0], g.dilation[1], g.pads[0], g.pads[2], g.groups,
                pad_mode, has_bias, act, np.dtype(dtype).type(alpha), q_tiles)
 

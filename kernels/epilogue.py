@@ -1,5 +1,5 @@
 """Stand-alone elementwise passes around an epilogue: y = act(y) in place, for epilogues that cannot
-take it fused, and the gradient through an activation, go · act'(z).
+take it fused, the gradient through an activation, go · act'(z), and a fill (zero gradients).
 
 The GEMM's epilogue must unroll for its register block to stay in registers, and the transcendental
 activations (sigmoid, tanh, elu) make it too large to unroll at 8×8 per thread; the GEMM path runs
@@ -70,5 +70,30 @@ def launch_activation_grad(shape, dtype, act, alpha):
 
     def launch(go, z, out, stream):
         kernel[blocks, THREADS, stream](go, z, out, act, alpha)
+
+    return launch
+
+
+@functools.cache
+def fill_kernel(dtype):
+    @cuda.jit
+    def fill(y, value):                    # y 1-D: every element = value
+        start = int64(cuda.blockIdx.x) * cuda.blockDim.x + cuda.threadIdx.x
+        for e in range(start, y.shape[0], int64(cuda.gridDim.x) * cuda.blockDim.x):
+            y[e] = value
+
+    return fill
+
+
+def launch_fill(n, dtype, value=0):
+    """launch(y, stream): y (n,) = value; the gradients of an empty batch are zeros."""
+    # Launch plan: 1-D grid of 256-thread blocks, one element per thread, grid-striding past 65535·8 blocks.
+    kernel = fill_kernel(dtype)
+    value = np.dtype(dtype).type(value)
+    blocks = striding_blocks(n, THREADS)
+
+    def launch(y, stream):
+        if n:
+            kernel[blocks, THREADS, stream](y, value)
 
     return launch

@@ -30,7 +30,7 @@ layout: `b_gather` replaces the B tile fetch. The epilogue adds a bias (per row 
 column for dense layers), applies a fused activation, and writes or adds to C (accumulate: a split
 reduction in a fixed order). All of it is compile-time configuration.
 
-Grid: x enumerates the tiles (n fastest, up to 2³¹ − 1), y the products of one launch (≤ 65,535); the
+Grid: x enumerates the tiles (n fastest, up to 2³¹ − 1), z the products of one launch (≤ 65,535); the
 launcher issues as many launches as the batch needs, each with its first product g0.
 """
 
@@ -39,15 +39,14 @@ import functools
 import numpy as np
 from numba import config, cuda, int64, uint64
 
-from ._common import ACT_LEAKY_RELU, ACT_NONE, ACT_RELU, epilogue, numba_type
+from ._common import ACT_LEAKY_RELU, ACT_NONE, ACT_RELU, MAX_GRID_X, MAX_GRID_YZ, epilogue, numba_type
 from ._vector import SHARED_ALIGN, VECTOR_BYTES, ldg, ldg_vec, stg
 
 THREADS_X = 16                      # threads along N (tx) and along M (ty): 256 per block, a 1-D block
 THREADS_Y = 16
 THREADS = THREADS_X * THREADS_Y
 BK = 8                              # K depth per step
-MAX_GRID_Y = 65535                  # CUDA's limit on grid.y: products per launch
-MAX_GRID_X = 2**31 - 1              # ... on grid.x: tiles per product
+MAX_GRID_Y = MAX_GRID_YZ            # CUDA's limit on grid.z: products per launch (grid.x: tiles, up to 2**31 - 1)
 
 # Two blocks of 256 threads per SM: ptxas schedules each thread within 128 registers (the 64 accumulators,
 # two fragment sets, the prefetched vectors and the offsets fit without spilling). The simulator's jit
@@ -261,7 +260,7 @@ def gemm_kernel(dtype, store, bias_mode=BIAS_NONE, act=ACT_NONE, accumulate=Fals
         nt = tile_id - mt * n_tiles
         m0 = int64(mt) * BM
         n0 = int64(nt) * BN
-        g = g0 + int64(cuda.blockIdx.y)
+        g = g0 + int64(cuda.blockIdx.z)
         groups = A.shape[0]
 
         # element strides (the arrays' byte strides are multiples of the itemsize)
@@ -443,10 +442,11 @@ def launch_gemm(dtype, store, M, N, K, batch, a_k_contig, b_n_contig, bias_mode=
     """A launch closure for fixed extents, layouts and epilogue: launch(A, B, C, bias, img0, pix0, stream,
     ktab=None). b_gather and conv (its 9-tuple of geometry) replace the matrix B operand (implicit GEMM,
     which also passes its table as ktab). Each call picks the vector or scalar build per operand from
-    the call's arrays (alignment)."""
-    # Launch plan: grid (m_tiles · n_tiles, products per launch) of 256-thread blocks, one BM×BN tile of C
+    the call's arrays (alignment). Any extents work: an empty product launches nothing (K = 0 writes
+    the epilogue of zero)."""
+    # Launch plan: grid (m_tiles · n_tiles, 1, products per launch) of 256-thread blocks, one BM×BN tile of C
     # per block (tile index n-fastest, so consecutive blocks share A's rows in L2); each thread keeps its
-    # TM×TN block of C in registers over the whole K loop. grid.y is at most 65,535: a larger batch is
+    # TM×TN block of C in registers over the whole K loop. grid.z is at most 65,535: a larger batch is
     # issued as several launches, each told its first product g0.
     dtype = np.dtype(dtype)
     BM, BN, _ = tile(dtype)
@@ -454,7 +454,7 @@ def launch_gemm(dtype, store, M, N, K, batch, a_k_contig, b_n_contig, bias_mode=
     if m_tiles * n_tiles > MAX_GRID_X:
         raise ValueError(f"a {M}×{N} product needs {m_tiles * n_tiles} tiles, over CUDA's grid.x limit")
     grid_x = m_tiles * n_tiles
-    chunks = [(g0, min(MAX_GRID_Y, batch - g0)) for g0 in range(0, batch, MAX_GRID_Y)]
+    chunks = [(g0, min(MAX_GRID_Y, batch - g0)) for g0 in range(0, batch, MAX_GRID_Y)] if grid_x else []
     conv = tuple(int(v) for v in conv) if conv is not None else _NO_CONV
     alpha = dtype.type(alpha)
     isz = dtype.itemsize
@@ -474,8 +474,8 @@ def launch_gemm(dtype, store, M, N, K, batch, a_k_contig, b_n_contig, bias_mode=
         kernel = kernel_for(vector_ok(A, a_axis, isz), (not gather) and vector_ok(B, b_axis, isz))
         tab = ktab if ktab is not None else bias
         for g0, count in chunks:
-            kernel[(grid_x, count), THREADS, stream](A, B, C, bias, M, N, K, n_tiles, g0, img0, pix0, alpha, conv,
+            kernel[(grid_x, 1, count), THREADS, stream](A, B, C, bias, M, N, K, n_tiles, g0, img0, pix0, alpha, conv,
                                                      tab)
 
-    launch.grids = [(grid_x, count) for _, count in chunks]       # the launch plan, for tests and reports
+    launch.grids = [(grid_x, 1, count) for _, count in chunks]       # the launch plan, for tests and reports
     return launch

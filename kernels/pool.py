@@ -169,45 +169,49 @@ def global_pool2d_kernel(dtype):
         N, C, H, W = x.shape
         HW = int64(H) * W
         planes = int64(N) * C
-        plane = int64(cuda.blockIdx.x) * (GLOBAL_THREADS // 32 // wpp) + cuda.threadIdx.x // (wpp * 32)
+        per_block = GLOBAL_THREADS // 32 // wpp
         sv = cuda.shared.array(GLOBAL_THREADS, dtype=T)
         si = cuda.shared.array(GLOBAL_THREADS, dtype=int64)
         t = cuda.threadIdx.x
         local = t % (wpp * 32)                        # rank within the plane's segment of the block
-        acc = NEG_INF if is_max else ZERO
-        acc_i = int64(-1)
-        if plane < planes:
-            n = plane // C
-            c = plane % C
-            for e in range(int64(local), HW, wpp * 32):
-                v = x[n, c, e // W, e % W]
-                if is_max:
-                    if better(v, e, acc, acc_i):
-                        acc = v
-                        acc_i = e
-                else:
-                    acc += v
-        sv[t] = acc
-        si[t] = acc_i
-        off = wpp * 16
-        while off > 0:  # tree over the plane's segment: a fixed order, so the same bits every run
-            cuda.syncthreads()  # the previous level's partials are written before this level reads them
-            if local < off:
-                ov = sv[t + off]
-                oi = si[t + off]
-                if is_max:
-                    if better(ov, oi, sv[t], si[t]):
-                        sv[t] = ov
-                        si[t] = oi
-                else:
-                    sv[t] += ov
-            off //= 2
-        if local == 0 and plane < planes:
-            n = plane // C
-            c = plane % C
-            y[n, c, 0, 0] = sv[t] if is_max else sv[t] / T(HW)
-            if with_idx:
-                idx[n, c, 0, 0] = si[t]
+        # grid-striding over groups of planes: every thread of a block makes the same number of passes
+        for group in range(int64(cuda.blockIdx.x), (planes + per_block - 1) // per_block, cuda.gridDim.x):
+            plane = group * per_block + t // (wpp * 32)
+            acc = NEG_INF if is_max else ZERO
+            acc_i = int64(-1)
+            if plane < planes:
+                n = plane // C
+                c = plane % C
+                for e in range(int64(local), HW, wpp * 32):
+                    v = x[n, c, e // W, e % W]
+                    if is_max:
+                        if better(v, e, acc, acc_i):
+                            acc = v
+                            acc_i = e
+                    else:
+                        acc += v
+            cuda.syncthreads()  # the previous pass's tree has read its partials before they are overwritten
+            sv[t] = acc
+            si[t] = acc_i
+            off = wpp * 16
+            while off > 0:  # tree over the plane's segment: a fixed order, so the same bits every run
+                cuda.syncthreads()  # the previous level's partials are written before this level reads them
+                if local < off:
+                    ov = sv[t + off]
+                    oi = si[t + off]
+                    if is_max:
+                        if better(ov, oi, sv[t], si[t]):
+                            sv[t] = ov
+                            si[t] = oi
+                    else:
+                        sv[t] += ov
+                off //= 2
+            if local == 0 and plane < planes:
+                n = plane // C
+                c = plane % C
+                y[n, c, 0, 0] = sv[t] if is_max else sv[t] / T(HW)
+                if with_idx:
+                    idx[n, c, 0, 0] = si[t]
 
     return global_pool2d
 
@@ -215,14 +219,15 @@ def global_pool2d_kernel(dtype):
 def launch_global_pool2d(N, C, H, W, dtype, is_max):
     # Launch plan: warps per plane wpp = min(8, ceil(H·W / 256)) rounded to a power of two, so a plane
     # of ≥ 2048 elements gets a whole 256-thread block and small planes share one (8 / wpp per block).
-    # Grid: ceil(N·C / planes per block) blocks. No atomics: one thread writes each plane's result.
+    # Grid: ceil(N·C / planes per block) blocks, capped at 65535·8 and grid-striding past that. No
+    # atomics: one thread writes each plane's result.
     kernel = global_pool2d_kernel(dtype)
     need = -(-(H * W) // 256)
     wpp = 1
     while wpp < min(8, need):
         wpp *= 2
     per_block = GLOBAL_THREADS // 32 // wpp
-    blocks = max(1, -(-(N * C) // per_block))
+    blocks = striding_blocks(-(-(N * C) // per_block), 1)
 
     def launch(x, y, idx, with_idx, stream):
         kernel[blocks, GLOBAL_THREADS, stream](x, y, idx, is_max, with_idx, wpp)

@@ -7,14 +7,24 @@ With a = m + 2, an output tile of m×m pixels is Aᵀ [ (G g Gᵀ) ⊙ (Bᵀ d B
   4. output transform: y tile = Aᵀ M[·, k, t] A + bias, activation   (one thread per (image, k, tile))
 Padding (any form and mode) is applied as the patches are read. The transforms' small matrices live in
 constant memory. Float32 error grows with m: F(4×4) loses about one more digit than F(2×2).
+
+Range and non-finite values: the transforms mix every element of a patch into every product, so one
+Inf or NaN (or a finite value whose transform overflows, |x| ≳ 1e37 in float32) would make the whole
+output tile NaN. The output transform therefore checks each tile: when any of its values is not finite,
+the thread recomputes that tile directly from x and the weights (Σ over c, r, s with the padding mode,
+as the direct kernels do), so Inf and NaN land exactly where direct convolution puts them. The check
+costs one comparison per output; the recomputation runs only for such tiles. Finite inputs keep
+Winograd's error, which is relative to the largest magnitude in each patch: a value 1e6 times its
+neighbours costs them about six digits.
 """
 
 import functools
+import math
 
 import numpy as np
 from numba import cuda, int64
 
-from ._common import epilogue, numba_type, source_index
+from ._common import epilogue, numba_type, source_index, striding_blocks
 
 THREADS = 256
 # Transform kernels keep each thread's a×a patch in shared memory (thread index fastest: no bank
@@ -109,24 +119,23 @@ def filter_transform_kernel(dtype, m):
     def filter_transform(w, U):                    # w (K, C, 3, 3) -> U (a², K, C)
         G = cuda.const.array_like(G_)
         K, C = w.shape[0], w.shape[1]
-        e = int64(cuda.blockIdx.x) * cuda.blockDim.x + cuda.threadIdx.x
-        if e >= int64(K) * C:
-            return
-        k = e // C
-        c = e - k * C
         tmp = cuda.local.array((A, 3), dtype=T)    # G g
-        for i in range(A):
-            for j in range(3):
-                v = ZERO
-                for t in range(3):
-                    v += G[i, t] * w[k, c, t, j]
-                tmp[i, j] = v
-        for i in range(A):
-            for j in range(A):
-                v = ZERO
-                for t in range(3):
-                    v += tmp[i, t] * G[j, t]
-                U[i * A + j, k, c] = v
+        start = int64(cuda.blockIdx.x) * cuda.blockDim.x + cuda.threadIdx.x
+        for e in range(start, int64(K) * C, int64(cuda.gridDim.x) * cuda.blockDim.x):
+            k = e // C
+            c = e - k * C
+            for i in range(A):
+                for j in range(3):
+                    v = ZERO
+                    for t in range(3):
+                        v += G[i, t] * w[k, c, t, j]
+                    tmp[i, j] = v
+            for i in range(A):
+                for j in range(A):
+                    v = ZERO
+                    for t in range(3):
+                        v += tmp[i, t] * G[j, t]
+                    U[i * A + j, k, c] = v
 
     return filter_transform
 
@@ -145,29 +154,28 @@ def input_transform_kernel(dtype, m):
         tiles = V.shape[2]
         total = int64(C) * tiles
         patches = cuda.shared.array((A, A, TRANSFORM_THREADS), dtype=T)
-        e = int64(cuda.blockIdx.x) * cuda.blockDim.x + cuda.threadIdx.x
-        if e >= total:
-            return
-        c = e // tiles
-        t = e - c * tiles                          # tile fastest: neighbouring threads, neighbouring tiles
-        b = t // (TH * TW)
-        th = (t // TW) % TH
-        tw = t % TW
-        n = img0 + b
         d = patches[:, :, cuda.threadIdx.x]        # this thread's patch (no other thread touches it)
-        for i in range(A):
-            hs = source_index(th * m - pt + i, H, mode)
-            for j in range(A):
-                ws = source_index(tw * m - pl + j, W, mode)
-                d[i, j] = x[n, c, hs, ws] if hs >= 0 and ws >= 0 else ZERO
-        for j in range(A):                         # Bᵀ d, column by column, in place
-            col = bcol(d, j)
+        start = int64(cuda.blockIdx.x) * cuda.blockDim.x + cuda.threadIdx.x
+        for e in range(start, total, int64(cuda.gridDim.x) * cuda.blockDim.x):
+            c = e // tiles
+            t = e - c * tiles                      # tile fastest: neighbouring threads, neighbouring tiles
+            b = t // (TH * TW)
+            th = (t // TW) % TH
+            tw = t % TW
+            n = img0 + b
             for i in range(A):
-                d[i, j] = col[i]
-        for i in range(A):                         # (Bᵀ d) B, row by row, to V
-            row = brow(d, i)
-            for j in range(A):
-                V[i * A + j, c, t] = row[j]
+                hs = source_index(th * m - pt + i, H, mode)
+                for j in range(A):
+                    ws = source_index(tw * m - pl + j, W, mode)
+                    d[i, j] = x[n, c, hs, ws] if hs >= 0 and ws >= 0 else ZERO
+            for j in range(A):                     # Bᵀ d, column by column, in place
+                col = bcol(d, j)
+                for i in range(A):
+                    d[i, j] = col[i]
+            for i in range(A):                     # (Bᵀ d) B, row by row, to V
+                row = brow(d, i)
+                for j in range(A):
+                    V[i * A + j, c, t] = row[j]
 
     return input_transform
 
@@ -182,59 +190,83 @@ def output_transform_kernel(dtype, m):
     _, _, acol, arow = _transforms(dtype, m)
 
     @cuda.jit
-    def output_transform(M, y, bias, img0, TH, TW, has_bias, act, alpha):   # M (a², K, tiles) -> y
+    def output_transform(M, y, bias,                     # M (a², K, tiles) -> y (N, K, P, Q); bias (K,)
+                         x, w,                           # the layer's input and weights (non-finite tiles)
+                         img0, TH, TW, pt, pl, mode,     # first image, tiles per image, padding (top, left, mode)
+                         has_bias, act, alpha):
         K, P, Q = y.shape[1], y.shape[2], y.shape[3]
+        C, H, W = x.shape[1], x.shape[2], x.shape[3]
         tiles = M.shape[2]
         total = int64(K) * tiles
         patches = cuda.shared.array((A, A, TRANSFORM_THREADS), dtype=T)
-        e = int64(cuda.blockIdx.x) * cuda.blockDim.x + cuda.threadIdx.x
-        if e >= total:
-            return
-        k = e // tiles
-        t = e - k * tiles
-        b = t // (TH * TW)
-        th = (t // TW) % TH
-        tw = t % TW
         d = patches[:, :, cuda.threadIdx.x]
-        for i in range(A):
-            for j in range(A):
-                d[i, j] = M[i * A + j, k, t]
-        for j in range(A):                         # Aᵀ M, column by column, into the first m rows
-            col = acol(d, j)
-            for i in range(m):
-                d[i, j] = col[i]
-        bk = bias[k] if has_bias else ZERO
-        for i in range(m):                         # (Aᵀ M) A, row by row, + bias, activation
-            row = arow(d, i)
-            p = th * m + i
-            for j in range(m):
-                q = tw * m + j
-                if p < P and q < Q:
-                    y[img0 + b, k, p, q] = apply(row[j] + bk, act, alpha)
+        start = int64(cuda.blockIdx.x) * cuda.blockDim.x + cuda.threadIdx.x
+        for e in range(start, total, int64(cuda.gridDim.x) * cuda.blockDim.x):
+            k = e // tiles
+            t = e - k * tiles
+            b = t // (TH * TW)
+            th = (t // TW) % TH
+            tw = t % TW
+            for i in range(A):
+                for j in range(A):
+                    d[i, j] = M[i * A + j, k, t]
+            for j in range(A):                     # Aᵀ M, column by column, into the first m rows
+                col = acol(d, j)
+                for i in range(m):
+                    d[i, j] = col[i]
+            bk = bias[k] if has_bias else ZERO
+            finite = True
+            for i in range(m):                     # (Aᵀ M) A, row by row, + bias, activation
+                row = arow(d, i)
+                p = th * m + i
+                for j in range(m):
+                    q = tw * m + j
+                    if p < P and q < Q:
+                        v = row[j] + bk
+                        finite = finite and math.isfinite(v)
+                        y[img0 + b, k, p, q] = apply(v, act, alpha)
+            if not finite:
+                # Inf/NaN (or an overflow in the transforms) reached this tile: recompute it directly, so
+                # non-finite values land where direct convolution puts them (module docstring). Runtime
+                # loop bounds keep this cold path rolled (ptxas, sm_90, float32: 80 registers; unrolled, 106).
+                n = img0 + b
+                R, S = w.shape[2], w.shape[3]
+                for i in range(min(m, P - th * m)):
+                    for j in range(min(m, Q - tw * m)):
+                        acc = ZERO
+                        for c in range(C):
+                            for r in range(R):
+                                hs = source_index(th * m + i - pt + r, H, mode)
+                                for s in range(S):
+                                    ws = source_index(tw * m + j - pl + s, W, mode)
+                                    xv = ZERO
+                                    if hs >= 0 and ws >= 0:
+                                        xv = x[n, c, hs, ws]
+                                    acc += xv * w[k, c, r, s]
+                        y[n, k, th * m + i, tw * m + j] = apply(acc + bk, act, alpha)
 
     return output_transform
 
 
-def _blocks(total, threads=THREADS):
-    return max(1, -(-total // threads))
-
-
 def launch_transforms(dtype, m, pads_tl, mode, TH, TW, has_bias, act, alpha):
-    """(filter(w, U, stream), inputs(x, V, img0, stream), outputs(M, y, bias, img0, stream)) launchers."""
-    # Launch plans: 1-D grids of 256-thread blocks, one thread per (k, c) filter, per (c, tile) input patch
-    # (tile fastest), per (k, tile) output tile.
+    """(filter(w, U, stream), inputs(x, V, img0, stream), outputs(M, y, bias, x, w, img0, stream)) launchers."""
+    # Launch plans: 1-D grids of 256 (filter) or 128 (patch transforms) threads, one thread per (k, c) filter,
+    # per (c, tile) input patch (tile fastest), per (k, tile) output tile, grid-striding past 65535·8 blocks.
     fk = filter_transform_kernel(dtype, m)
     ik = input_transform_kernel(dtype, m)
     ok = output_transform_kernel(dtype, m)
     alpha = np.dtype(dtype).type(alpha)
+    pt, pl = pads_tl
 
     def filters(w, U, stream):
-        fk[_blocks(U.shape[1] * U.shape[2]), THREADS, stream](w, U)
+        fk[striding_blocks(U.shape[1] * U.shape[2], THREADS), THREADS, stream](w, U)
 
     def inputs(x, V, img0, stream):
-        ik[_blocks(V.shape[1] * V.shape[2], TRANSFORM_THREADS), TRANSFORM_THREADS, stream](x, V, img0, pads_tl[0], pads_tl[1], mode, TH, TW)
+        ik[striding_blocks(V.shape[1] * V.shape[2], TRANSFORM_THREADS), TRANSFORM_THREADS, stream](
+            x, V, img0, pt, pl, mode, TH, TW)
 
-    def outputs(M, y, bias, img0, stream):
-        ok[_blocks(M.shape[1] * M.shape[2], TRANSFORM_THREADS), TRANSFORM_THREADS, stream](M, y, bias, img0, TH, TW, has_bias, act, alpha)
+    def outputs(M, y, bias, x, w, img0, stream):
+        ok[striding_blocks(M.shape[1] * M.shape[2], TRANSFORM_THREADS), TRANSFORM_THREADS, stream](
+            M, y, bias, x, w, img0, TH, TW, pt, pl, mode, has_bias, act, alpha)
 
     return filters, inputs, outputs

@@ -109,3 +109,49 @@ def test_cache_path_follows_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("GPUCONV_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert autotune.cache_path() == str(tmp_path / "xdg" / "gpuconv" / "autotune.json")
+
+
+def _cache_file(path, entries):
+    path.write_text(json.dumps({"version": autotune.CACHE_VERSION, "entries": entries}))
+
+
+GOOD = {"algo": "implicit_gemm", "times_ms": {"direct": 2.0, "implicit_gemm": 1.0}}
+
+
+@pytest.mark.parametrize("bad", ["direct", None, {}, [], {"algo": "fft", "times_ms": {}},
+                                 {"algo": "direct"}, {"algo": "direct", "times_ms": {"direct": "1"}},
+                                 {"algo": "direct", "times_ms": {"direct": float("nan")}},
+                                 {"algo": "direct", "times_ms": [1.0]}, {"algo": ["direct"], "times_ms": {}}])
+def test_malformed_entry_is_dropped_and_the_rest_kept(tmp_path, bad):
+    """One bad entry must not break lookups of the others, nor get the file set aside."""
+    path = tmp_path / "autotune.json"
+    _cache_file(path, {"bad": bad, "good": GOOD})
+    t = autotune.Tuner(str(path))
+    with pytest.warns(UserWarning, match="dropped 1 malformed entry") as record:
+        assert t.lookup("good") == "implicit_gemm"
+        assert t.lookup("bad") is None
+    assert len(record) == 1
+    assert not (tmp_path / "autotune.json.corrupt").exists()
+    calls = []
+    assert t.choose("bad", ["direct", "im2col"], fixed_timer({"direct": 1.0, "im2col": 2.0}, calls)) == "direct"
+    entries = json.loads(path.read_text())["entries"]          # rewritten with valid entries only
+    assert entries == {"good": GOOD, "bad": {"algo": "direct", "times_ms": {"direct": 1.0, "im2col": 2.0}}}
+
+
+@pytest.mark.parametrize("text", ["[" * 100000 + "]" * 100000, '{"version": 1, "entries": ' + "{\"a\": " * 5000 +
+                                  "1" + "}" * 5001, "[]", '"text"', '{"version": 1, "entries": []}', "\x00\xff"])
+def test_unparseable_or_deeply_nested_file_is_set_aside(tmp_path, text):
+    path = tmp_path / "autotune.json"
+    path.write_text(text, errors="surrogateescape")
+    t = autotune.Tuner(str(path))
+    with pytest.warns(UserWarning, match="unreadable"):
+        assert t.lookup("k") is None
+    assert (tmp_path / "autotune.json.corrupt").exists() and not path.exists()
+    t.store("k", "direct", {"direct": 1.0})
+    assert json.loads(path.read_text())["entries"]["k"]["algo"] == "direct"
+
+
+def test_cache_dir_is_the_platform_user_cache(monkeypatch):
+    platformdirs = pytest.importorskip("platformdirs")
+    monkeypatch.delenv("GPUCONV_CACHE_DIR", raising=False)
+    assert autotune.cache_dir() == platformdirs.user_cache_dir("gpuconv", appauthor=False)

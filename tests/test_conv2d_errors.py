@@ -9,6 +9,8 @@ from gpuconv import gpu_conv2d
 
 X = np.zeros((1, 4, 6, 6), np.float32)
 W = np.zeros((2, 4, 3, 3), np.float32)
+READ_ONLY = np.zeros((1, 2, 4, 4), np.float32)
+READ_ONLY.setflags(write=False)
 
 
 @pytest.fixture(autouse=True)
@@ -21,7 +23,15 @@ def no_launch(monkeypatch):
 
 
 @pytest.mark.parametrize("kwargs, exc, match", [
-    (dict(x=np.zeros((4, 6, 6), np.float32)), ValueError, r"x must be 4-D, got shape \(4, 6, 6\)"),
+    (dict(x=np.zeros((6, 6), np.float32)), ValueError, r"x must be 4-D, got shape \(6, 6\)"),
+    (dict(x=np.zeros((1, 1, 4, 6, 6), np.float32)), ValueError, r"x must be 4-D, got shape \(1, 1, 4, 6, 6\)"),
+    (dict(x=[[[[0.0]]]]), TypeError, "x must be an array"),
+    (dict(out=[[[[0.0]]]]), TypeError, "out must be an array"),
+    (dict(out=READ_ONLY), ValueError, r"out \(1, 2, 4, 4\) is read-only"),
+    (dict(weight=np.zeros((2, 2, 3, 3), np.float32), groups=2, _kernel="depthwise"), ValueError,
+     "_kernel='depthwise' cannot run x"),
+    (dict(_kernel="winograd"), ValueError, "_kernel must be one of"),
+    (dict(_kernel="tiled", algo="im2col"), ValueError, "cannot be combined"),
     (dict(weight=np.zeros((2, 3, 3, 3), np.float32)), ValueError, "input channels per group"),
     (dict(weight=np.zeros((2, 4, 3, 3), np.float64)), TypeError, "mixed dtypes: x is float32 but weight is float64"),
     (dict(bias=np.zeros(2, np.float64)), TypeError, "mixed dtypes"),

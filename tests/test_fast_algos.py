@@ -78,3 +78,49 @@ def test_winograd_workspace_error():
                        algo="winograd")
     finally:
         gpuconv.set_workspace_limit(old)
+
+
+def _special(rng, case, algo):
+    x = rng.standard_normal((1, 2, 10, 9)).astype(np.float32)
+    w = rng.standard_normal((3, 2, 3, 3)).astype(np.float32) * np.float32(0.1)
+    kw = dict(padding=1)
+    if case == "inf":
+        x[0, 0, 5, 5] = np.inf
+    elif case == "-inf, reflect":
+        x[0, 1, 0, 1] = -np.inf                   # at the border: reflect reads it twice
+        kw["padding_mode"] = "reflect"
+    elif case == "nan":
+        x[0, 1, 7, 2] = np.nan
+    elif case == "overflow" and algo == "winograd":   # finite, but F(4×4)'s input transform overflows on it
+        x[0, 0, 3, 6] = 1e38
+    elif case == "overflow":                          # F(2×2)'s transform sums neighbours: 3e38 + 3e38
+        x[0, 0, 3, 4:6] = 3e38                        # (columns 1 and 2 of one 4×4 patch)
+    elif case == "inf weight":
+        w[1, 0, 2, 2] = np.inf                    # every tile of channel 1 (NaN at the border, as PyTorch)
+    return x, w, kw
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")        # the simulator's NumPy scalars warn on Inf/NaN
+@pytest.mark.parametrize("case", ["inf", "-inf, reflect", "nan", "overflow", "inf weight"])
+@pytest.mark.parametrize("algo", ["winograd", "winograd_2x2"])
+def test_winograd_non_finite_values_land_where_direct_puts_them(rng, algo, case):
+    x, w, kw = _special(rng, case, algo)
+    b = rng.standard_normal(3).astype(np.float32)
+    with np.errstate(invalid="ignore", over="ignore"):
+        got = gpu_conv2d(x, w, b, algo=algo, **kw)
+        want = gpu_conv2d(x, w, b, algo="direct", **kw)
+        exact = ref.conv2d(x.astype(np.float64), w, b, **kw)
+    for test in (np.isnan, np.isposinf, np.isneginf):
+        np.testing.assert_array_equal(test(got), test(want), err_msg=f"{test.__name__} placement differs")
+    assert not np.all(np.isfinite(want)) or case == "overflow"
+    finite = np.isfinite(want)
+    assert rel_err(got[finite], exact[finite]) < 1e-5
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_winograd_one_inf_gives_the_issues_tile():
+    """The issue's case: one Inf in a 4×4 output tile gives 9 Inf and 7 finite values (not 16 NaN)."""
+    x = np.ones((1, 1, 4, 4), np.float32)
+    x[0, 0, 1, 1] = np.inf
+    y = gpu_conv2d(x, np.ones((1, 1, 3, 3), np.float32), padding=1, algo="winograd")[0, 0]
+    assert np.isposinf(y).sum() == 9 and np.isfinite(y).sum() == 7

@@ -89,8 +89,10 @@ def test_gemm_errors():
         gpu_matmul(a, np.zeros((1, 4, 2), np.float32))
     with pytest.raises(ValueError, match="batch sizes differ"):
         gpu_matmul(np.zeros((2, 3, 4), np.float32), np.zeros((3, 4, 2), np.float32))
-    with pytest.raises(ValueError, match="no empty dimension"):
-        gpu_matmul(np.zeros((0, 4), np.float32), np.zeros((4, 2), np.float32))
+    with pytest.raises(TypeError, match="a must be an array"):
+        gpu_matmul([[1.0, 2.0]], np.zeros((2, 2), np.float32))
+    with pytest.raises(TypeError, match="out must be an array"):
+        gpu_matmul(a, np.zeros((4, 2), np.float32), out=[[0.0] * 2] * 3)
     with pytest.raises(TypeError, match="mixed dtypes"):
         gpu_matmul(a, np.zeros((4, 2), np.float64))
     with pytest.raises(ValueError, match=r"out must have shape \(3, 2\)"):
@@ -161,6 +163,6 @@ def test_launch_plan_splits_batches_and_folds_tiles():
     from gpuconv.kernels import gemm as kgemm
 
     launch = kgemm.launch_gemm(np.float32, "matrix", 9_000_000, 7, 20, 70_000, True, True)
-    assert launch.grids == [(-(-9_000_000 // 128), 65535), (-(-9_000_000 // 128), 70_000 - 65535)]
-    assert all(y <= 65535 and x <= 2**31 - 1 for x, y in launch.grids)
-    assert sum(y for _, y in launch.grids) == 70_000
+    assert launch.grids == [(-(-9_000_000 // 128), 1, 65535), (-(-9_000_000 // 128), 1, 70_000 - 65535)]
+    assert all(z <= 65535 and x <= 2**31 - 1 for x, _, z in launch.grids)
+    assert sum(z for _, _, z in launch.grids) == 70_000

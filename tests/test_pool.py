@@ -88,7 +88,7 @@ def test_pool_errors():
     with pytest.raises(TypeError, match="x must be float32 or float64"):
         gpu_max_pool2d(x.astype(np.int32), 2)
     with pytest.raises(ValueError, match="x must be 4-D"):
-        gpu_global_avg_pool2d(x[0])
+        gpu_global_avg_pool2d(x[0, 0])
     with pytest.raises(ValueError, match=r"out must have shape \(1, 2, 3, 3\)"):
         gpu_max_pool2d(x, 2, out=np.zeros((1, 2, 2, 2), np.float32))
 

@@ -159,3 +159,59 @@ def test_swap_modules_and_train_to_the_same_loss():
             losses[name].append(loss.item())
     np.testing.assert_allclose(losses["gpuconv"], losses["torch"], rtol=1e-10)
     assert losses["torch"][-1] < losses["torch"][0]
+
+
+@pytest.mark.parametrize("kw, err, match", [
+    (dict(activation="gelu2"), ValueError, "activation must be one of"),
+    (dict(activation=5), TypeError, "activation must be None, a name or"),
+    (dict(activation=("relu", 2.0)), ValueError, "takes no parameter"),
+    (dict(activation=("elu", float("nan"))), ValueError, "finite"),
+    (dict(algo="fast"), ValueError, "algo must be one of"),
+    (dict(padding=(1, 2, 3)), TypeError, "padding must be"),
+    (dict(padding=-1), ValueError, "padding must be >= 0"),
+    (dict(padding="full"), ValueError, "padding must be"),
+    (dict(padding=(0, 1, 0, 1.5)), TypeError, r"padding\[3\] must be an int"),
+    (dict(padding_mode="zero"), ValueError, "padding_mode"),
+])
+def test_conv2d_module_checks_its_arguments_at_construction(kw, err, match):
+    with pytest.raises(err, match=match):
+        gt.Conv2d(2, 4, 3, **kw)
+
+
+def test_conv2d_repr_shows_its_real_padding():
+    """A state dict holds parameters only: loading torch's padding=1, stride=2 weights into a "same"
+    module gives that module's own padding (on a 7 × 7 input: (1, 1) for both, on 8 × 8: torch's (1, 1)
+    against "same"'s (0, 1)). The repr says which padding a module has."""
+    ours = gt.Conv2d(4, 4, 3, stride=2, padding="same", activation="relu")
+    theirs = torch.nn.Conv2d(4, 4, 3, stride=2, padding=1)
+    assert "padding=same" in repr(ours) and "activation='relu'" in repr(ours)
+    assert "padding=(1, 1)" in repr(theirs)
+    ours.load_state_dict(theirs.state_dict())
+    x7, x8 = torch.randn(1, 4, 7, 7), torch.randn(1, 4, 8, 8)
+    torch.testing.assert_close(ours(x7), F.relu(theirs(x7)))
+    assert not torch.allclose(ours(x8), F.relu(theirs(x8)))
+    torch.testing.assert_close(ours(x8), F.relu(F.conv2d(F.pad(x8, (0, 1, 0, 1)), theirs.weight, theirs.bias, 2)))
+    four = gt.Conv2d(4, 4, 3, padding=(0, 1, 2, 0), algo="direct")
+    assert four.padding == (0, 1, 2, 0) and "padding=(0, 1, 2, 0)" in repr(four) and "algo='direct'" in repr(four)
+    assert gt.Conv2d(4, 4, 3, padding=1).padding == (1, 1)                     # torch.nn's own forms unchanged
+
+
+def test_functional_unbatched_and_argument_types():
+    torch.manual_seed(7)
+    x, w, b = torch.randn(2, 5, 6, dtype=torch.float64), torch.randn(3, 2, 3, 3, dtype=torch.float64), None
+    torch.testing.assert_close(gt.conv2d(x, w, b, padding=1), F.conv2d(x, w, b, padding=1))
+    wt = torch.randn(2, 3, 2, 2, dtype=torch.float64)
+    torch.testing.assert_close(gt.conv_transpose2d(x, wt, stride=2), F.conv_transpose2d(x, wt, stride=2))
+    torch.testing.assert_close(gt.avg_pool2d(x, 2), F.avg_pool2d(x, 2))
+    y, idx = gt.max_pool2d(x, 2, return_indices=True)
+    assert y.shape == idx.shape == (2, 2, 3)
+    with pytest.raises(TypeError, match="weight must be a torch.Tensor"):
+        gt.conv2d(x, w.numpy())
+    with pytest.raises(ValueError, match=r"weight must be 4-D, got shape \(2, 3, 3\)"):
+        gt.conv2d(x, w[0], padding="same")
+    with pytest.raises(TypeError, match="x must be a torch.Tensor"):
+        gt.max_pool2d(x.numpy(), 2)
+    with pytest.raises(ValueError, match=r"x must be 3-D \(C, H, W\) or 4-D"):
+        gt.avg_pool2d(x[0], 2)
+    with pytest.raises(ValueError, match="divisor_override must not be zero"):
+        gt.avg_pool2d(x, 2, divisor_override=0)

@@ -123,25 +123,42 @@ def activation_spec(activation) -> tuple[str | None, float]:
     return (activation, default if param is None else check_finite(param, f"activation {pname}"))
 
 
-def hashable(v):
-    """Lists -> tuples, so user arguments can key the wrappers' plan caches."""
-    return tuple(v) if isinstance(v, list) else v
+def type_signature(v):
+    """The types of v and, recursively, of every element of its tuples and lists: with the value it keys a
+    cache so that (1, 1), (1.0, 1), (True, 1) and [1, 1] (equal, or equal-hashing) stay four entries."""
+    t = type(v)
+    if t is tuple or t is list:
+        ts = tuple(map(type, v))
+        if tuple in ts or list in ts:       # nested: recurse (flat tuples, the usual case, stop here)
+            ts = tuple(map(type_signature, v))
+        return (t, ts)
+    return t
 
 
-def memoized(build):
-    """build(*args), cached on its arguments (lists made tuples, so [1, 2] and (1, 2) share an entry);
-    arguments that still cannot be hashed go to build uncached, so its own checks and messages apply."""
-    cached = functools.lru_cache(maxsize=1024, typed=True)(build)
+def memoized(build, maxsize=1024):
+    """build(*args), cached on its arguments' values and types (see type_signature), so a call is accepted
+    exactly when a fresh process would accept it; arguments that cannot be hashed go to build uncached,
+    so its own checks and messages apply. Exceptions are never cached. At most `maxsize` entries (the
+    oldest is dropped first); safe from several threads (a race builds an entry twice, never a wrong one)."""
+    cache: dict = {}
 
     def call(*args):
-        args = tuple([tuple(a) if isinstance(a, list) else a for a in args])   # hashable(), inlined: per call
         try:
-            return cached(*args)
-        except TypeError as e:
-            if "unhashable" not in str(e):
-                raise
+            key = (args, tuple(map(type_signature, args)))
+            hit = cache.get(key)
+        except TypeError:        # an unhashable argument: its own check will name it
             return build(*args)
+        if hit is None:
+            hit = build(*args)
+            if len(cache) >= maxsize:
+                try:
+                    del cache[next(iter(cache))]
+                except (KeyError, RuntimeError, StopIteration):   # another thread changed it meanwhile
+                    pass
+            cache[key] = hit
+        return hit
 
+    call.cache_clear = cache.clear
     return call
 
 
@@ -225,8 +242,9 @@ def conv2d_geometry(x_shape, w_shape, stride=1, padding=0, dilation=1, groups=1,
             f"weight {tuple(w_shape)} has {Cg} input channels per group but x {tuple(x_shape)} with "
             f"groups={groups} needs C/groups = {C // groups}"
         )
-    if min(N, C, H, W, K, R, S) < 1:
-        raise ValueError(f"x {tuple(x_shape)} and weight {tuple(w_shape)} must have no empty dimension")
+    if min(C, H, W, K, R, S) < 1 or N < 0:
+        raise ValueError(f"x {tuple(x_shape)} and weight {tuple(w_shape)} must have no empty dimension but the "
+                         f"batch (N = 0 gives an empty result)")
     if bias_shape is not None and tuple(bias_shape) != (K,):
         raise ValueError(f"bias must have shape ({K},) for weight {tuple(w_shape)}, got {tuple(bias_shape)}")
     spec = padding_spec(padding)
@@ -269,8 +287,9 @@ def conv_transpose2d_geometry(x_shape, w_shape, stride=1, padding=0, output_padd
     if Cin % groups or Cin_w != Cin:
         raise ValueError(f"weight {tuple(w_shape)} must have x's {Cin} input channels in its first axis, "
                          f"divisible by groups={groups}")
-    if min(tuple(x_shape) + tuple(w_shape)) < 1:
-        raise ValueError(f"x {tuple(x_shape)} and weight {tuple(w_shape)} must have no empty dimension")
+    if min(tuple(x_shape[1:]) + tuple(w_shape)) < 1 or N < 0:
+        raise ValueError(f"x {tuple(x_shape)} and weight {tuple(w_shape)} must have no empty dimension but the "
+                         f"batch (N = 0 gives an empty result)")
     Cout = Cog * groups
     if bias_shape is not None and tuple(bias_shape) != (Cout,):
         raise ValueError(f"bias must have shape ({Cout},) for weight {tuple(w_shape)} and groups={groups}, "
@@ -327,8 +346,9 @@ def pool2d_geometry(x_shape, kernel_size, stride=None, padding=0, dilation=1, ce
             f"padding {pad} must be at most half of the effective kernel size {eff} (kernel_size {kernel}, "
             f"dilation {dilation}), for input {tuple(x_shape)}"
         )
-    if min(N, C, H, W) < 1:
-        raise ValueError(f"x {tuple(x_shape)} must have no empty dimension")
+    if min(C, H, W) < 1 or N < 0:
+        raise ValueError(f"x {tuple(x_shape)} must have no empty dimension but the batch (N = 0 gives an empty "
+                         f"result)")
     P = pool_out_size(H, kernel[0], stride[0], pad[0], dilation[0], bool(ceil_mode))
     Q = pool_out_size(W, kernel[1], stride[1], pad[1], dilation[1], bool(ceil_mode))
     if P < 1 or Q < 1:

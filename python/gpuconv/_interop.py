@@ -1,10 +1,16 @@
 """Array interop: what the caller passed -> Numba device views for the launch -> a result of the caller's type.
 
-Host inputs (NumPy arrays, CPU PyTorch tensors, anything np.asarray takes) are copied to the device and
-the result copied back. Device inputs (Numba device arrays, CuPy arrays, PyTorch CUDA tensors, any
-`__cuda_array_interface__` object, DLPack device objects through CuPy) are used in place, with their
-strides: no copy, no synchronisation; kernels run on the caller's stream (the stream argument, else
-the current stream of the caller's library). Every check happens before anything is allocated.
+Host inputs (NumPy arrays, CPU PyTorch tensors, CPU DLPack objects, anything else np.asarray takes that
+has a shape) are copied to the device and the result copied back. Device inputs (Numba device arrays,
+CuPy arrays, PyTorch CUDA tensors, any `__cuda_array_interface__` object, DLPack device objects through
+CuPy) are used in place, with their strides: no copy, no synchronisation, and never a host conversion
+(nothing on the device path calls np.asarray, `__array__` or copy_to_host on them); kernels run on the
+caller's stream (the stream argument, else the current stream of the caller's library). Every check
+happens before anything is allocated or launched.
+
+out= on the device must not overlap any array argument (its byte range, from the pointer, shape and
+strides): the kernels would read what they have already written. On the host, inputs are copied to the
+device before anything is written back, so there out= may alias an input.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from numba import cuda
 from . import _runtime
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+DEVICE_KINDS = frozenset(("numba", "torch", "cupy", "cai", "dlpack"))
+_DLPACK_CPU = 1          # DLDeviceType kDLCPU
 
 
 def _module(a) -> str:
@@ -22,7 +30,8 @@ def _module(a) -> str:
 
 
 def kind_of(a, name: str) -> str:
-    """'host', 'torch_cpu', 'numba', 'torch', 'cupy', 'cai' or 'dlpack'; TypeError for anything else."""
+    """'host', 'torch_cpu', 'dlpack_cpu', 'numba', 'torch', 'cupy', 'cai' or 'dlpack' (device); TypeError
+    for anything else, lists and tuples included (an array must say its shape and dtype)."""
     if isinstance(a, np.ndarray):
         return "host"
     mod = _module(a)
@@ -31,10 +40,10 @@ def kind_of(a, name: str) -> str:
     if cuda.is_cuda_array(a) if not _runtime.SIMULATOR else _is_sim_device_array(a):
         return "numba" if mod == "numba" or mod == "numba_cuda" else ("cupy" if mod == "cupy" else "cai")
     if hasattr(a, "__dlpack__"):
-        return "dlpack"
-    if hasattr(a, "__array__") or isinstance(a, (list, tuple)):
+        return "dlpack_cpu" if _dlpack_on_cpu(a) else "dlpack"
+    if hasattr(a, "__array__") and hasattr(a, "shape"):
         return "host"
-    raise TypeError(f"{name} must be an array (NumPy, CuPy, PyTorch, Numba or CUDA array interface), "
+    raise TypeError(f"{name} must be an array (NumPy, CuPy, PyTorch, Numba, CUDA array interface or DLPack), "
                     f"got {type(a).__name__}")
 
 
@@ -42,17 +51,33 @@ def _is_sim_device_array(a) -> bool:
     return type(a).__name__ == "FakeCUDAArray" or hasattr(a, "__cuda_array_interface__")
 
 
+def _dlpack_on_cpu(a) -> bool:
+    device = getattr(a, "__dlpack_device__", None)
+    return device is not None and int(device()[0]) == _DLPACK_CPU
+
+
 def dtype_of(a, kind: str) -> np.dtype:
+    """The element type, read from the object's own metadata: a device object is never converted."""
     if kind in ("torch", "torch_cpu"):
         try:
             return np.dtype(str(a.dtype).removeprefix("torch."))
         except TypeError:
             raise TypeError(f"unsupported dtype {a.dtype}: gpuconv takes float32 and float64") from None
-    return np.dtype(getattr(a, "dtype", np.asarray(a).dtype))
+    if kind == "host":
+        return a.dtype if isinstance(a, np.ndarray) else np.asarray(a).dtype   # host: converted anyway
+    if kind == "dlpack_cpu":
+        return np.from_dlpack(a).dtype                                         # a view, no copy
+    dtype = getattr(a, "dtype", None)
+    if dtype is None and kind == "cai":
+        dtype = a.__cuda_array_interface__["typestr"]
+    try:
+        return np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"cannot tell the dtype of a {type(a).__name__} (dtype {dtype!r})") from None
 
 
 def is_device(kind: str) -> bool:
-    return kind in ("numba", "torch", "cupy", "cai", "dlpack")
+    return kind in DEVICE_KINDS
 
 
 def check_operands(named, float_only=True):
@@ -97,6 +122,7 @@ def resolve_stream(stream, kind: str, like=None):
     else the current stream of the library the input came from, else Numba's default stream."""
     if _runtime.SIMULATOR:
         return 0
+    _runtime.require_target()
     if stream is not None:
         if isinstance(stream, int):
             return _external(stream) if stream else cuda.default_stream()
@@ -127,6 +153,8 @@ def device_view(a, kind: str, stream):
         return cuda.to_device(np.ascontiguousarray(a), stream=stream)
     if kind == "torch_cpu":
         return cuda.to_device(np.ascontiguousarray(a.detach().numpy()), stream=stream)
+    if kind == "dlpack_cpu":
+        return cuda.to_device(np.ascontiguousarray(np.from_dlpack(a)), stream=stream)
     if kind == "numba":
         return a
     if kind == "dlpack":
@@ -134,8 +162,31 @@ def device_view(a, kind: str, stream):
 
         a = cupy.from_dlpack(a)
     if _runtime.SIMULATOR:
-        return a
+        return _sim_view(a)
     return cuda.as_cuda_array(a, sync=False)  # ordering comes from launching on the producer's stream
+
+
+class _Interface:
+    """Holds an object (keeping its memory alive) and presents its CUDA array interface as NumPy's."""
+
+    def __init__(self, owner, iface):
+        self.owner = owner
+        self.__array_interface__ = iface
+
+
+def _sim_view(a):
+    """Simulator only: a FakeCUDAArray over the memory a's __cuda_array_interface__ describes (there,
+    "device" pointers are host addresses), in place, as cuda.as_cuda_array is on a device."""
+    from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
+
+    if type(a).__name__ == "FakeCUDAArray":
+        return a
+    cai = a.__cuda_array_interface__
+    shape, dtype = tuple(cai["shape"]), np.dtype(cai["typestr"])
+    if 0 in shape:
+        return FakeCUDAArray(np.empty(shape, dtype))
+    iface = dict(shape=shape, typestr=dtype.str, data=tuple(cai["data"]), strides=cai.get("strides"), version=3)
+    return FakeCUDAArray(np.asarray(_Interface(a, iface)))
 
 
 def allocate(shape, dtype, kind: str, like, stream):
@@ -155,29 +206,79 @@ def allocate(shape, dtype, kind: str, like, stream):
 
 
 def check_out(out, shape, dtype, kind: str):
-    """Validate a caller's out= against the result's shape, dtype and side (before any launch)."""
+    """Validate a caller's out= against the result's shape, dtype, side and writability (before any
+    launch); returns its kind."""
     okind = kind_of(out, "out")
     if is_device(okind) != is_device(kind):
         raise TypeError(f"out must be on the {'device' if is_device(kind) else 'host'} like the inputs")
+    if okind == "host" and not isinstance(out, np.ndarray) or okind == "dlpack_cpu":
+        raise TypeError("a host out must be a NumPy array or a CPU PyTorch tensor")
     if tuple(out.shape) != tuple(shape):
         raise ValueError(f"out must have shape {tuple(shape)}, got {tuple(out.shape)}")
     if dtype_of(out, okind) != dtype:
         raise TypeError(f"out must have dtype {dtype}, got {dtype_of(out, okind)}")
-    if okind == "host" and not isinstance(out, np.ndarray):
-        raise TypeError("a host out must be a NumPy array or a CPU PyTorch tensor")
+    if _read_only(out, okind):
+        raise ValueError(f"out {tuple(out.shape)} is read-only")
     return okind
 
 
-def output(out, okind, shape, dtype, kind: str, like, stream):
+def _read_only(a, kind) -> bool:
+    if kind == "host":
+        return not a.flags.writeable
+    if kind == "torch_cpu":
+        return not a.detach().numpy().flags.writeable
+    if kind == "numba" and _runtime.SIMULATOR:
+        return not a._ary.flags.writeable
+    if kind == "cai":
+        return bool(a.__cuda_array_interface__["data"][1])
+    return False
+
+
+def byte_range(d):
+    """[lo, hi) of the device bytes the Numba view d spans (from its pointer, shape and strides), or None
+    when it has no elements."""
+    if _runtime.SIMULATOR:
+        d = d._ary                                    # the simulator's "device" memory is this NumPy array
+        lo = d.__array_interface__["data"][0]
+    else:
+        lo = d.device_ctypes_pointer.value
+    if d.size == 0:
+        return None
+    hi = lo + d.dtype.itemsize
+    for n, st in zip(d.shape, d.strides):
+        if st < 0:
+            lo += (n - 1) * st
+        else:
+            hi += (n - 1) * st
+    return lo, hi
+
+
+def check_no_overlap(d_out, reads):
+    """ValueError before any launch if out= (Numba view d_out) overlaps an array argument: reads is
+    [(name, Numba view or None)]. Ranges are compared whole, so a view interleaved with an input counts."""
+    mine = byte_range(d_out)
+    if mine is None:
+        return
+    for name, d in reads:
+        theirs = None if d is None else byte_range(d)
+        if theirs is not None and mine[0] < theirs[1] and theirs[0] < mine[1]:
+            raise ValueError(f"out {tuple(d_out.shape)} overlaps the memory of {name} {tuple(d.shape)}: "
+                             f"out= must not alias an input on the device (pass a separate array)")
+
+
+def output(out, okind, shape, dtype, kind: str, like, stream, reads=()):
     """(what the caller will get back, the Numba view to launch into) for a result of `shape`.
 
-    Device callers get `out` or a fresh array of their own type; host callers get a device buffer that
-    `result` copies back.
+    Device callers get `out` or a fresh array of their own type (out= checked against the Numba views
+    of the array arguments in `reads`, [(name, view)], for overlap); host callers get a device buffer
+    that `result` copies back.
     """
     if not is_device(kind):
         return None, cuda.device_array(shape, dtype=dtype, stream=stream)
     if out is not None:
-        return out, device_view(out, okind, stream)
+        d_out = device_view(out, okind, stream)
+        check_no_overlap(d_out, reads)
+        return out, d_out
     return allocate(shape, dtype, kind, like, stream)
 
 
@@ -198,6 +299,27 @@ def finish_host(d_y, kind: str, out, stream):
         return out
     y = d_y.copy_to_host(stream=stream)
     _wait(stream)
+    return host_result(y, kind)
+
+
+def _wait(stream):
+    """A host caller needs its result now: wait for the copy (a pageable copy may still be in flight)."""
+    if not _runtime.SIMULATOR and stream:
+        stream.synchronize()
+
+
+def empty(out, shape, dtype, kind: str, like, stream):
+    """The result of an op with nothing to compute (an empty batch): out, or a fresh array of the caller's
+    type; nothing is launched."""
+    if out is not None:
+        return out
+    if is_device(kind):
+        return allocate(shape, dtype, kind, like, stream)[0]
+    y = np.empty(shape, dtype)
+    return host_result(y, kind)
+
+
+def host_result(y, kind):
     if kind == "torch_cpu":
         import torch
 
@@ -205,10 +327,52 @@ def finish_host(d_y, kind: str, out, stream):
     return y
 
 
-def _wait(stream):
-    """A host caller needs its result now: wait for the copy (a pageable copy may still be in flight)."""
-    if not _runtime.SIMULATOR and stream:
-        stream.synchronize()
+# ----------------------------------------------------------------------------- unbatched (C, H, W) input
+
+
+def ndim(a):
+    shape = getattr(a, "shape", None)
+    return None if shape is None else len(shape)
+
+
+def add_batch_axis(a, name: str):
+    """A (1, ...) view of a, of the caller's own type where it has views (NumPy, PyTorch, CuPy), else a
+    Numba device view; no copy, nothing converted on the device."""
+    kind = kind_of(a, name)
+    if kind == "host":
+        return np.asarray(a)[None]
+    if kind in ("torch", "torch_cpu"):
+        return a.unsqueeze(0)
+    if kind == "dlpack_cpu":
+        return np.from_dlpack(a)[None]
+    if kind in ("cupy", "dlpack"):
+        import cupy
+
+        return cupy.from_dlpack(a)[None] if kind == "dlpack" else a[None]
+    d = device_view(a, kind, 0)                          # numba, cai: in place
+    return strided_view(d, (1,) + tuple(d.shape), (0,) + tuple(d.strides))
+
+
+def call_unbatched(fn, named, out=None, batched=None):
+    """Run fn(*views, out_view) on (1, ...) views of the unbatched (3-D) arrays in named [(name, array or
+    None)], as PyTorch runs an unbatched (C, H, W) input, and drop the batch axis again from the results
+    (all of them, or those at the indices in `batched` of a tuple result); out= comes back as is."""
+    for name, a in named + [("out", out)]:
+        if a is None:
+            continue
+        kind_of(a, name)                                    # a TypeError for what is not an array
+        if ndim(a) != 3:
+            raise ValueError(f"{name} must be 3-D (unbatched) like the other operands, got shape {tuple(a.shape)}")
+    views = [None if a is None else add_batch_axis(a, name) for name, a in named]
+    out_view = None if out is None else add_batch_axis(out, "out")
+    res = fn(*views, out_view)
+
+    def drop(r):
+        return out if r is out_view and out is not None else (None if r is None else r[0])
+
+    if isinstance(res, tuple):
+        return tuple(drop(r) if batched is None or i in batched else r for i, r in enumerate(res))
+    return drop(res)
 
 
 # ----------------------------------------------------------------------------- views

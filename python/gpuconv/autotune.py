@@ -3,9 +3,14 @@
 On a CUDA device the first call with a new (device, shape, options) key times every eligible algorithm
 on the call's own arrays (CUDA events on the caller's stream, after one warm-up launch each; this one
 call waits for the device) and keeps the winner in memory and in an on-disk JSON cache, so later
-processes skip the timing. The cache file is rewritten whole under an exclusive lock (fcntl) from a
-fresh read, through a temporary file and an atomic rename: concurrent writers never lose each other's
-entries or leave a torn file, and a corrupt file is set aside and rebuilt.
+processes skip the timing. The cache lives in the user cache directory (platformdirs: ~/.cache/gpuconv
+on Linux; GPUCONV_CACHE_DIR overrides it). The file is rewritten whole under an exclusive lock
+(filelock) from a fresh read, through a temporary file and an atomic rename: concurrent writers never
+lose each other's entries or leave a torn file. Every entry is validated as it is read (a known
+algorithm's name, a dict of finite timings): malformed ones are dropped with one warning and the rest
+kept; a file that is not JSON of the expected layout (or nests too deeply to parse) is set aside as
+*.corrupt and rebuilt. The in-memory table is shared by threads (one lookup or store is atomic under
+the GIL; two threads may both time the same new key, and the last store wins).
 
 Without timing (the CUDA simulator, or GPUCONV_AUTOTUNE=0) a documented heuristic decides; it has not
 been calibrated by measurement yet:
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 import warnings
@@ -65,40 +71,66 @@ def key_of(device, g, dtype, has_bias, act) -> str:
                               g.padding_mode, dtype, has_bias, act)))
 
 
+def cache_dir() -> str:
+    """GPUCONV_CACHE_DIR, else the platform's user cache directory for gpuconv."""
+    root = os.environ.get("GPUCONV_CACHE_DIR")
+    if root:
+        return root
+    try:
+        import platformdirs
+    except ImportError:  # an offline image without it: the XDG default
+        return os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"),
+                            "gpuconv")
+    return platformdirs.user_cache_dir("gpuconv", appauthor=False)
+
+
 def cache_path() -> str:
-    root = os.environ.get("GPUCONV_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "gpuconv")
-    return os.path.join(root, "autotune.json")
+    return os.path.join(cache_dir(), "autotune.json")
 
 
 @contextlib.contextmanager
 def _locked(path):
-    import fcntl
+    from filelock import FileLock
 
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + ".lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    with FileLock(path + ".lock"):
+        yield
 
 
-def _read(path) -> dict:
-    """The cache's entries; a missing file is empty, a corrupt one is renamed *.corrupt and treated as empty."""
+def valid_entry(entry) -> bool:
+    """Is a cache entry {"algo": a known algorithm, "times_ms": {algorithm: finite milliseconds}}?"""
+    if not isinstance(entry, dict) or entry.get("algo") not in CANDIDATES:
+        return False
+    times = entry.get("times_ms")
+    return isinstance(times, dict) and all(
+        isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        for k, v in times.items())
+
+
+def _read(path, quiet=False) -> dict:
+    """The cache's valid entries. A missing file is empty; a file that is not the expected JSON is renamed
+    *.corrupt and treated as empty; malformed entries are dropped (one warning names how many, unless
+    quiet: a store drops them again from the file it rewrites, after the lookup before it warned)."""
     try:
         with open(path) as f:
             data = json.load(f)
-        if data.get("version") != CACHE_VERSION or not isinstance(data.get("entries"), dict):
+        if not isinstance(data, dict) or data.get("version") != CACHE_VERSION or \
+                not isinstance(data.get("entries"), dict):
             raise ValueError("unknown layout")
-        return data["entries"]
     except FileNotFoundError:
         return {}
-    except (ValueError, AttributeError) as e:
-        warnings.warn(f"gpuconv: autotune cache {path} is unreadable ({e}); starting a new one", stacklevel=3)
+    except (ValueError, RecursionError, UnicodeDecodeError) as e:
+        warnings.warn(f"gpuconv: autotune cache {path} is unreadable ({type(e).__name__}: {str(e)[:80]}); "
+                      f"starting a new one", stacklevel=3)
         with contextlib.suppress(OSError):
             os.replace(path, path + ".corrupt")
         return {}
+    entries = {k: v for k, v in data["entries"].items() if valid_entry(v)}
+    dropped = len(data["entries"]) - len(entries)
+    if dropped and not quiet:
+        warnings.warn(f"gpuconv: dropped {dropped} malformed entr{'y' if dropped == 1 else 'ies'} of the autotune "
+                      f"cache {path}; the rest are kept", stacklevel=3)
+    return entries
 
 
 class Tuner:
@@ -120,7 +152,7 @@ class Tuner:
         self.memory[key] = algo
         try:
             with _locked(self.path):
-                entries = _read(self.path)
+                entries = _read(self.path, quiet=True)
                 entries[key] = dict(algo=algo, times_ms=times_ms)
                 fd, tmp = tempfile.mkstemp(dir=os.path.dirname(self.path), suffix=".tmp")
                 with os.fdopen(fd, "w") as f:

@@ -10,6 +10,7 @@ The activation's gradient is applied first (go · act'(z), z the recomputed pre-
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import numpy as np
@@ -115,6 +116,26 @@ def _input_grad(g, dtype, dgo, dw, dgx, s):
     _fold(g, dtype)(gp, dgx, s)
 
 
+_fill = functools.lru_cache(maxsize=1024)(epilogue.launch_fill)
+
+
+def _zeros(shape, dtype, kind, like, s):
+    """A zero-filled result of the caller's type (a gradient over an empty batch)."""
+    if not _interop.is_device(kind):
+        return _interop.host_result(np.zeros(shape, dtype), kind)
+    res, d = _interop.allocate(shape, dtype, kind, like, s)
+    n = int(np.prod(shape))
+    _fill(n, dtype)(_interop.dense_view(d, (n,)), s)
+    return res
+
+
+def _empty_batch_grads(needs, in_shape, w_shape, b_shape, dtype, kind, like, s):
+    """Gradients over an empty batch, as PyTorch's: an empty input gradient, zero weight and bias ones."""
+    return (_interop.empty(None, in_shape, dtype, kind, like, s) if "input" in needs else None,
+            _zeros(w_shape, dtype, kind, like, s) if "weight" in needs else None,
+            _zeros(b_shape, dtype, kind, like, s) if "bias" in needs else None)
+
+
 def _pixels_mergeable(shape, d):
     """Is the NCHW device array d viewable as (images, channels, pixels) (H and W mergeable)?"""
     return _interop.merged_strides(shape[2:], d.strides[2:]) is not None
@@ -127,7 +148,14 @@ def gpu_conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, gr
     Arguments as gpu_conv2d's (every padding form and mode); with a fused activation pass it and the
     forward's bias, and the pre-activation is recomputed to differentiate it. The weight and bias
     gradients are deterministic (fixed-order reductions, no atomics). Results have the inputs' type.
+    grad_out and x may be unbatched (3-D; grad_input is then 3-D too); N = 0 gives an empty grad_input
+    and zero grad_weight and grad_bias.
     """
+    if _interop.ndim(x) == 3:
+        return _interop.call_unbatched(
+            lambda go4, x4, _: gpu_conv2d_backward(go4, x4, weight, stride, padding, dilation, groups, padding_mode,
+                                                   needs, bias=bias, activation=activation, stream=stream),
+            [("grad_out", grad_out), ("x", x)], batched=(0,))
     kinds, dtype = _interop.check_operands([("grad_out", grad_out), ("x", x), ("weight", weight), ("bias", bias)])
     x_shape = _args.shape_of(x, "x", 4)
     w_shape = _args.shape_of(weight, "weight", 4)
@@ -139,10 +167,12 @@ def gpu_conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, gr
     needs = _check_needs(needs)
     act, alpha = _args.activation_spec(activation)
     limit = im2col.workspace_limit()
-    wplan = _weight_plan(g, dtype, limit) if "weight" in needs else None   # checks the workspace cap
-    kind = kinds["grad_out"]
+    wplan = _weight_plan(g if g.N else dataclasses.replace(g, N=1), dtype, limit) if "weight" in needs else None
+    kind = kinds["grad_out"]                                              # (the plan checks the workspace cap)
 
     s = _interop.resolve_stream(stream, kind, grad_out)
+    if g.N == 0:
+        return _empty_batch_grads(needs, x_shape, w_shape, (g.K,), dtype, kind, grad_out, s)
     dgo = _interop.device_view(grad_out, kind, s)
     dx = _interop.device_view(x, kinds["x"], s)
     dw = _interop.device_view(weight, kinds["weight"], s)
@@ -189,7 +219,12 @@ def gpu_conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_paddi
                          out=None, stream=None):
     """Transposed convolution of x (N, C_in, H, W) with weight (C_in, C_out/groups, R, S), as
     F.conv_transpose2d: output (N, C_out, (H−1)·sh − 2·ph + dh·(R−1) + oph + 1, ...). It is the input
-    gradient of a convolution, computed by the same gather kernel; same interop, out= and stream=."""
+    gradient of a convolution, computed by the same gather kernel; same interop, out= and stream= (a
+    device out= must not overlap x, weight or bias), unbatched (C_in, H, W) x and N = 0 as gpu_conv2d."""
+    if _interop.ndim(x) == 3:
+        return _interop.call_unbatched(
+            lambda x4, out4: gpu_conv_transpose2d(x4, weight, bias, stride, padding, output_padding, groups, dilation,
+                                                  out=out4, stream=stream), [("x", x)], out)
     kinds, dtype = _interop.check_operands([("x", x), ("weight", weight), ("bias", bias)])
     x_shape = _args.shape_of(x, "x", 4)
     w_shape = _args.shape_of(weight, "weight", 4)
@@ -200,10 +235,13 @@ def gpu_conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_paddi
     launch = _data_grad(dtype, g.stride, (g.pads[0], g.pads[2]), g.dilation, g.groups, (0, 0), bias is not None)
 
     s = _interop.resolve_stream(stream, kind, x)
+    if g.N == 0:
+        return _interop.empty(out, out_shape, dtype, kind, x, s)
     dx = _interop.device_view(x, kind, s)
     dw = _interop.device_view(weight, kinds["weight"], s)
     db = dw if bias is None else _interop.device_view(bias, kinds["bias"], s)
-    res, dy = _interop.output(out, okind, out_shape, dtype, kind, x, s)
+    res, dy = _interop.output(out, okind, out_shape, dtype, kind, x, s,
+                              (("x", dx), ("weight", dw), ("bias", None if bias is None else db)))
     launch(dx, dw, db, dy, s)
     return _interop.result(res, dy, kind, out, s)
 
@@ -213,7 +251,13 @@ def gpu_conv_transpose2d_backward(grad_out, x, weight, stride=1, padding=0, outp
     """Gradients of gpu_conv_transpose2d -> (grad_input, grad_weight, grad_bias), None where not needed.
 
     grad_input is the forward convolution of grad_out with the same weight; grad_weight the
-    convolution's weight gradient with the roles of input and output exchanged (deterministic)."""
+    convolution's weight gradient with the roles of input and output exchanged (deterministic).
+    Unbatched operands and N = 0 as gpu_conv2d_backward."""
+    if _interop.ndim(x) == 3:
+        return _interop.call_unbatched(
+            lambda go4, x4, _: gpu_conv_transpose2d_backward(go4, x4, weight, stride, padding, output_padding, groups,
+                                                             dilation, needs, stream=stream),
+            [("grad_out", grad_out), ("x", x)], batched=(0,))
     kinds, dtype = _interop.check_operands([("grad_out", grad_out), ("x", x), ("weight", weight)])
     x_shape = _args.shape_of(x, "x", 4)
     w_shape = _args.shape_of(weight, "weight", 4)
@@ -222,10 +266,13 @@ def gpu_conv_transpose2d_backward(grad_out, x, weight, stride=1, padding=0, outp
     if go_shape != out_shape:
         raise ValueError(f"grad_out must have the forward's output shape {out_shape}, got {go_shape}")
     needs = _check_needs(needs)
-    wplan = _weight_plan(g, dtype, im2col.workspace_limit()) if "weight" in needs else None
+    limit = im2col.workspace_limit()
+    wplan = _weight_plan(g if g.N else dataclasses.replace(g, N=1), dtype, limit) if "weight" in needs else None
     kind = kinds["grad_out"]
 
     s = _interop.resolve_stream(stream, kind, grad_out)
+    if g.N == 0:
+        return _empty_batch_grads(needs, x_shape, w_shape, (g.C,), dtype, kind, grad_out, s)
     dgo = _interop.device_view(grad_out, kind, s)
     dx = _interop.device_view(x, kinds["x"], s)
     dw = _interop.device_view(weight, kinds["weight"], s)

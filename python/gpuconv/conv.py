@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import numpy as np
@@ -34,6 +35,15 @@ def choose_direct_kernel(g, dtype) -> str:
     return "general"
 
 
+def _direct_kernel_runs(kernel, g, dtype) -> bool:
+    itemsize = np.dtype(dtype).itemsize
+    if kernel == "depthwise":
+        return direct.depthwise_runs(g, itemsize)
+    if kernel == "tiled":
+        return direct.tiled_channels_per_stage(g, itemsize) >= 1
+    return True
+
+
 @functools.lru_cache(maxsize=1024)
 def _launcher(g, dtype, kernel, has_bias, act, alpha):
     """A configured launch closure, built once per (shape, options): calls do no planning.
@@ -62,7 +72,8 @@ def gpu_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
         tiled GEMM, workspace capped by gpuconv.set_workspace_limit), "im2col_cublas" (columns +
         cuBLAS through CuPy, for comparison; needs a device and CuPy), "implicit_gemm" (our GEMM with
         the columns gathered from x tile by tile: no workspace), "winograd" / "winograd_2x2"
-        (F(4×4, 3×3) / F(2×2, 3×3) for 3×3 stride-1 dilation-1 ungrouped layers), "auto" (on a GPU the
+        (F(4×4, 3×3) / F(2×2, 3×3) for 3×3 stride-1 dilation-1 ungrouped layers; a tile with a non-finite
+        result is recomputed directly, so Inf/NaN land as with "direct"), "auto" (on a GPU the
         fastest eligible algorithm, timed on the first call for a shape and cached on disk; in the
         simulator a documented heuristic: see gpuconv.autotune);
     out: an array of the result's shape, dtype and side to write into;
@@ -70,8 +81,15 @@ def gpu_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
 
     float32 and float64; x, weight and bias share one dtype and one side. NumPy in -> NumPy out;
     device arrays (CuPy, PyTorch CUDA, Numba, CUDA array interface, DLPack) are used in place and the
-    result has the input's type. Raises ValueError/TypeError before anything is allocated or launched.
+    result has the input's type. x may be unbatched, (C, H, W) -> (K, P, Q), and N may be 0 (an empty
+    result, nothing launched). A device out= must not overlap x, weight or bias. Raises
+    ValueError/TypeError before anything is allocated or launched.
     """
+    if _interop.ndim(x) == 3:
+        return _interop.call_unbatched(
+            lambda x4, out4: gpu_conv2d(x4, weight, bias, stride, padding, dilation, groups, padding_mode=padding_mode,
+                                        activation=activation, algo=algo, out=out4, stream=stream, _kernel=_kernel),
+            [("x", x)], out)
     kinds, dtype = _interop.check_operands([("x", x), ("weight", weight), ("bias", bias)])
     x_shape = _args.shape_of(x, "x", 4)
     w_shape = _args.shape_of(weight, "weight", 4)
@@ -80,14 +98,24 @@ def gpu_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     act, alpha = _args.activation_spec(activation)
     if algo not in ALGOS:
         raise ValueError(f"algo must be one of {', '.join(ALGOS)} in this version, got {algo!r}")
-    if _kernel is not None and _kernel not in _DIRECT_KERNELS:
-        raise ValueError(f"_kernel must be one of {', '.join(_DIRECT_KERNELS)}, got {_kernel!r}")
+    if _kernel is not None:    # private (tests, benchmarks): force one direct kernel, if it can run the shape
+        if _kernel not in _DIRECT_KERNELS:
+            raise ValueError(f"_kernel must be one of {', '.join(_DIRECT_KERNELS)}, got {_kernel!r}")
+        if algo not in ("auto", "direct"):
+            raise ValueError(f"_kernel picks a direct kernel; it cannot be combined with algo={algo!r}")
+        if not _direct_kernel_runs(_kernel, g, dtype):
+            raise ValueError(f"_kernel={_kernel!r} cannot run x {x_shape} with weight {w_shape}, groups={g.groups} "
+                             f"(depthwise needs groups == C; both need N and their grid's y extent <= 65535 and "
+                             f"their tile in shared memory)")
+        algo = "direct"
     kind = kinds["x"]
     okind = None if out is None else _interop.check_out(out, g.out_shape, dtype, kind)
     has_bias, act_code = bias is not None, _common.ACT_CODES[act]
-    if _kernel is not None and algo == "auto":
-        algo = "direct"
     limit = im2col.workspace_limit()
+    if g.N == 0:                # an empty batch: the algorithm must still accept the layer; nothing runs
+        if algo != "auto":
+            _plan(algo, dataclasses.replace(g, N=1), dtype, has_bias, act_code, alpha, _kernel, limit)
+        return _interop.empty(out, g.out_shape, dtype, kind, x, _interop.resolve_stream(stream, kind, x))
     plan = None if algo == "auto" else _plan(algo, g, dtype, has_bias, act_code, alpha, _kernel, limit)
 
     s = _interop.resolve_stream(stream, kind, x)
@@ -107,7 +135,8 @@ def gpu_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
             plan = _plan(algo, g, dtype, has_bias, act_code, alpha, None, limit)
     dx = _interop.device_view(x, kind, s)
     db = _dummy_bias(dtype) if bias is None else _interop.device_view(bias, kinds["bias"], s)
-    res, dy = _interop.output(out, okind, g.out_shape, dtype, kind, x, s)
+    res, dy = _interop.output(out, okind, g.out_shape, dtype, kind, x, s,
+                              (("x", dx), ("weight", dw), ("bias", None if bias is None else db)))
     if plan is None:  # pragma: no cover - needs a CUDA device: time each candidate on this call's arrays
         def timer(name):
             return _time_plan(_plan(name, g, dtype, has_bias, act_code, alpha, None, limit), dx, dw, db, dy, kind,

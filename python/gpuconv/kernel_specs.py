@@ -11,7 +11,7 @@ dtype's size; DRAM traffic counts each unique input byte once and every output b
   of them: b·(1 + 1/9); col2im reads 9 column entries per element and writes 1: 10b; fold_padding
   (pad 1 around 56×56) reads and writes one element: 2b;
 - the activation pass reads and writes y: 2b; its gradient reads go and z and writes: 3b; the bias
-  gradient reads one element: b;
+  gradient reads one element: b; fill writes one: b;
 - depthwise 3×3 (16, 256, 56, 56): a block's 8×32 outputs read ~8×32 fresh inputs (the halo comes
   from L2) and write 8×32, over 128 threads: 4b per thread;
 - Winograd F(m×m, 3×3) transforms, per thread: filter reads 9, writes a² (a = m + 2); input reads
@@ -115,10 +115,13 @@ def _data_grad_args(dtype):
 
 
 def _wino_output_args(dtype):
+    """(M, y, bias, x, w, img0, TH, TW, pt, pl, mode, has_bias, act, alpha): x and w recompute a tile whose
+    result is not finite."""
     from numba import types
 
     t = _numba_t(dtype)
-    return (types.Array(t, 3, "A"), types.Array(t, 4, "A"), types.Array(t, 1, "A")) + (types.int64,) * 3 + \
+    a4 = types.Array(t, 4, "A")
+    return (types.Array(t, 3, "A"), a4, types.Array(t, 1, "A"), a4, a4) + (types.int64,) * 6 + \
         (types.boolean, types.int64, t)
 
 
@@ -172,6 +175,8 @@ def kernel_specs() -> list[KernelSpec]:
                    epilogue.THREADS, "memory", "outer", 1, 2),
         KernelSpec("activation_grad", epilogue.activation_grad_kernel, _arrays_then((4, 4, 4), 1, alpha=True),
                    True, 0, epilogue.THREADS, "memory", "outer", 1, 3),
+        KernelSpec("fill", epilogue.fill_kernel, _arrays_then((1,), 0, alpha=True), True, 0, epilogue.THREADS,
+                   "memory", "outer", 1, 1),
         KernelSpec("conv2d_data_grad", backward.data_grad_kernel, _data_grad_args, True, 0, backward.THREADS,
                    "compute", "fma_inner"),
         KernelSpec("conv2d_bias_grad", backward.bias_grad_kernel, _arrays_then((4, 1), 0), True, 0,

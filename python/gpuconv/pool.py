@@ -41,6 +41,11 @@ def _dummy_indices():
     return cuda.to_device(np.zeros((1, 1, 1, 1), dtype=np.int64))
 
 
+def _unbatched(fn, x, out):
+    """fn(x4, out4) on the (1, C, H, W) view of an unbatched (C, H, W) x, its results (C, P, Q), as PyTorch."""
+    return _interop.call_unbatched(fn, [("x", x)], out)
+
+
 def _check_x(x):
     """(shape, kind, dtype) of the input, checked once per call."""
     kinds, dtype = _interop.check_operands([("x", x)])
@@ -51,8 +56,11 @@ def _run(x, kind, dtype, out, out_shape, launch, with_idx, stream):
     """Shared tail: check out=, views, y (and indices) of the caller's kind, launch, results."""
     okind = None if out is None else _interop.check_out(out, out_shape, dtype, kind)
     s = _interop.resolve_stream(stream, kind, x)
+    if out_shape[0] == 0:       # an empty batch: nothing to launch
+        y = _interop.empty(out, out_shape, dtype, kind, x, s)
+        return (y, _interop.empty(None, out_shape, np.dtype(np.int64), kind, x, s)) if with_idx else y
     dx = _interop.device_view(x, kind, s)
-    res, dy = _interop.output(out, okind, out_shape, dtype, kind, x, s)
+    res, dy = _interop.output(out, okind, out_shape, dtype, kind, x, s, (("x", dx),))
     if with_idx:
         res_i, didx = _interop.output(None, None, out_shape, np.dtype(np.int64), kind, x, s)
     else:
@@ -83,7 +91,12 @@ def gpu_max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     """Max pooling of x (N, C, H, W) -> (N, C, P, Q) [, int64 flat per-plane indices], as F.max_pool2d.
 
     A NaN in a window makes its result NaN (its index is the last NaN's); otherwise the first maximum.
+    x may be unbatched, (C, H, W) -> (C, P, Q), as F.max_pool2d's; N may be 0 (an empty result). A
+    device out= must not overlap x.
     """
+    if _interop.ndim(x) == 3:
+        return _unbatched(lambda x4, out4: gpu_max_pool2d(x4, kernel_size, stride, padding, dilation, ceil_mode,
+                                                          return_indices, out=out4, stream=stream), x, out)
     shape, kind, dtype = _check_x(x)
     g = _pool_geometry(shape, kernel_size, stride, padding, dilation, ceil_mode)
     with_idx = _check_bool(return_indices, "return_indices")
@@ -92,7 +105,12 @@ def gpu_max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
 
 def gpu_avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                    divisor_override=None, *, out=None, stream=None):
-    """Average pooling of x (N, C, H, W) -> (N, C, P, Q), as F.avg_pool2d (its divisor rules included)."""
+    """Average pooling of x (N, C, H, W) -> (N, C, P, Q), as F.avg_pool2d (its divisor rules included);
+    (C, H, W) and N = 0 as gpu_max_pool2d."""
+    if _interop.ndim(x) == 3:
+        return _unbatched(lambda x4, out4: gpu_avg_pool2d(x4, kernel_size, stride, padding, ceil_mode,
+                                                          count_include_pad, divisor_override, out=out4,
+                                                          stream=stream), x, out)
     shape, kind, dtype = _check_x(x)
     g = _pool_geometry(shape, kernel_size, stride, padding, 1, ceil_mode)
     cip = _check_bool(count_include_pad, "count_include_pad")
@@ -101,19 +119,22 @@ def gpu_avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, coun
 
 
 def _global(x, is_max, return_indices, out, stream):
+    if _interop.ndim(x) == 3:
+        return _unbatched(lambda x4, out4: _global(x4, is_max, return_indices, out4, stream), x, out)
     shape, kind, dtype = _check_x(x)
-    if min(shape) < 1:
-        raise ValueError(f"x {shape} must have no empty dimension")
+    if min(shape[1:]) < 1:
+        raise ValueError(f"x {shape} must have no empty dimension but the batch (N = 0 gives an empty result)")
     with_idx = _check_bool(return_indices, "return_indices")
     return _run(x, kind, dtype, out, shape[:2] + (1, 1), _global_launcher(shape, dtype, is_max, with_idx),
                 with_idx, stream)
 
 
 def gpu_global_max_pool2d(x, return_indices=False, *, out=None, stream=None):
-    """Max over each plane -> (N, C, 1, 1) [, indices], as F.adaptive_max_pool2d(x, 1) (NaN propagates)."""
+    """Max over each plane -> (N, C, 1, 1) [, indices], as F.adaptive_max_pool2d(x, 1) (NaN propagates);
+    (C, H, W) -> (C, 1, 1)."""
     return _global(x, True, return_indices, out, stream)
 
 
 def gpu_global_avg_pool2d(x, *, out=None, stream=None):
-    """Mean over each plane -> (N, C, 1, 1), as F.adaptive_avg_pool2d(x, 1)."""
+    """Mean over each plane -> (N, C, 1, 1), as F.adaptive_avg_pool2d(x, 1); (C, H, W) -> (C, 1, 1)."""
     return _global(x, False, False, out, stream)

@@ -62,8 +62,14 @@ def gpu_max_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0, di
     indices: the int64 indices gpu_max_pool2d returned for x with the same arguments; without them
     they are recomputed from x by one forward pass. An index that names no element of its own window
     contributes nothing. grad_out has the forward's output shape; the result has x's shape, dtype and
-    type (NumPy in -> NumPy out; device arrays in place, as gpu_max_pool2d).
+    type (NumPy in -> NumPy out; device arrays in place, as gpu_max_pool2d). Unbatched (C, H, W)
+    operands and N = 0 as the forward; a device out= must not overlap grad_out, x or indices.
     """
+    if _interop.ndim(x) == 3:
+        return _interop.call_unbatched(
+            lambda go4, x4, i4, out4: gpu_max_pool2d_backward(go4, x4, kernel_size, stride, padding, dilation,
+                                                              ceil_mode, indices=i4, out=out4, stream=stream),
+            [("grad_out", grad_out), ("x", x), ("indices", indices)], out)
     kinds, dtype, x_shape, go_shape = _check_grad(grad_out, x)
     kind = kinds["grad_out"]
     g = _pool_geometry(x_shape, kernel_size, stride, padding, dilation, ceil_mode)
@@ -73,15 +79,18 @@ def gpu_max_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0, di
     backward = _max_backward_launcher(g, dtype)
 
     s = _interop.resolve_stream(stream, kind, grad_out)
+    if g.N == 0:
+        return _interop.empty(out, x_shape, dtype, kind, grad_out, s)
     dgo = _interop.device_view(grad_out, kind, s)
+    checked = out is not None and _interop.is_device(kind)       # out= is checked against every input
+    dx = _interop.device_view(x, kinds["x"], s) if indices is None or checked else None
+    didx = None if indices is None else _interop.device_view(indices, ikind, s)
+    res, dgx = _interop.output(out, okind, x_shape, dtype, kind, grad_out, s,
+                               (("grad_out", dgo), ("x", dx), ("indices", didx)))
     if indices is None:
         forward = _max_launcher(g, dtype, True)
-        dx = _interop.device_view(x, kinds["x"], s)
         didx = cuda.device_array(g.out_shape, INDEX_DTYPE, stream=s)
         forward(dx, cuda.device_array(g.out_shape, dtype, stream=s), didx, s)  # y is discarded
-    else:
-        didx = _interop.device_view(indices, ikind, s)
-    res, dgx = _interop.output(out, okind, x_shape, dtype, kind, grad_out, s)
     backward(dgo, didx, dgx, s)
     return _interop.result(res, dgx, kind, out, s)
 
@@ -90,7 +99,14 @@ def gpu_avg_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0, ce
                             count_include_pad=True, divisor_override=None, *, out=None, stream=None):
     """Gradient of gpu_avg_pool2d w.r.t. x: each output's gradient / its divisor, spread over its
     window (PyTorch's avg_pool2d backward, every divisor rule). Deterministic. x is used for its shape,
-    dtype and side only. The result has x's shape and grad_out's dtype and type."""
+    dtype and side only. The result has x's shape and grad_out's dtype and type. Unbatched operands and
+    N = 0 as the forward; a device out= must not overlap grad_out or x."""
+    if _interop.ndim(x) == 3:
+        return _interop.call_unbatched(
+            lambda go4, x4, out4: gpu_avg_pool2d_backward(go4, x4, kernel_size, stride, padding, ceil_mode,
+                                                          count_include_pad, divisor_override, out=out4,
+                                                          stream=stream),
+            [("grad_out", grad_out), ("x", x)], out)
     kinds, dtype, x_shape, go_shape = _check_grad(grad_out, x)
     kind = kinds["grad_out"]
     g = _pool_geometry(x_shape, kernel_size, stride, padding, 1, ceil_mode)
@@ -100,17 +116,22 @@ def gpu_avg_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0, ce
     okind = None if out is None else _interop.check_out(out, x_shape, dtype, kind)
 
     s = _interop.resolve_stream(stream, kind, grad_out)
+    if g.N == 0:
+        return _interop.empty(out, x_shape, dtype, kind, grad_out, s)
     dgo = _interop.device_view(grad_out, kind, s)
-    res, dgx = _interop.output(out, okind, x_shape, dtype, kind, grad_out, s)
+    checked = out is not None and _interop.is_device(kind)       # out= is checked against every input
+    reads = (("grad_out", dgo), ("x", _interop.device_view(x, kinds["x"], s))) if checked else ()
+    res, dgx = _interop.output(out, okind, x_shape, dtype, kind, grad_out, s, reads)
     launch(dgo, dgx, s)
     return _interop.result(res, dgx, kind, out, s)
 
 
 def _whole_plane(x):
-    shape = _args.shape_of(x, "x", 4)
-    if min(shape) < 1:
-        raise ValueError(f"x {shape} must have no empty dimension")
-    return shape[2:]
+    """The (H, W) window of a global pool over x, (N, C, H, W) or unbatched (C, H, W)."""
+    shape = _args.shape_of(x, "x", 3 if _interop.ndim(x) == 3 else 4)
+    if min(shape[-3:]) < 1:
+        raise ValueError(f"x {shape} must have no empty dimension but the batch (N = 0 gives an empty result)")
+    return shape[-2:]
 
 
 def gpu_global_max_pool2d_backward(grad_out, x, *, indices=None, out=None, stream=None):

@@ -78,7 +78,7 @@ class WinogradPlan:
             M = _interop.dense_view(buf[(off // isz) + a2 * g.C * T:], (a2, g.K, T))
             self.inputs(dx, V, img0, s)
             self._gemm(nb)(U, V, M, db, 0, 0, s)
-            self.outputs(M, dy, db, img0, s)
+            self.outputs(M, dy, db, dx, dw, img0, s)
 
 
 @functools.lru_cache(maxsize=1024)
