@@ -9,6 +9,13 @@
   elements (4 float32, 2 float64, 2 int64) in one LDG.E.128 / STG.E.128; off·itemsize and the data
   pointer must make a 16-byte aligned address.
 
+- `shared_address(a, off)`: the 32-bit shared-memory address of element `off` of a shared array (for
+  instructions that take one, such as kernels/mma.py's ldmatrix); the simulator returns off itself.
+- `f32_bits(x)` / `bits_f32(u)`: a float32's bits as uint32 and back (bfloat16 is a float32's top half);
+  `f16_bits(h)` / `bits_f16(u)`: a float16's bits as uint16 and back.
+- `ldg_words(a, off)`: the 16 bytes at element `off` of any array as four uint32 words (one LDG.E.128),
+  for kernels that move 16-bit data as raw bits.
+
 The caller computes element offsets from the array's strides (in elements) once, outside its hot loop,
 and advances them by constant steps: no per-access stride multiplications, no negative-index
 wraparound, no division. All of it is unchecked: the caller owns the bounds.
@@ -71,6 +78,26 @@ if config.ENABLE_CUDASIM:
 
     def stg_vec(a, off, values):
         _at(a, off, len(values))[:] = values
+
+    def shared_address(a, off):
+        return off
+
+    def f32_bits(x):
+        return np.float32(x).view(np.uint32)
+
+    def bits_f32(u):
+        return np.uint32(u).view(np.float32)
+
+    def f16_bits(h):
+        return np.float16(h).view(np.uint16)
+
+    def bits_f16(u):
+        return np.uint16(u).view(np.float16)
+
+    def ldg_words(a, off):
+        host = _host(a)
+        raw = _at(a, off, VECTOR_BYTES // host.itemsize)
+        return tuple(raw.view(np.uint32))
 else:
     from llvmlite import ir
     from numba.core.extending import intrinsic
@@ -159,5 +186,72 @@ else:
                 vec = builder.insert_element(vec, v, ir.Constant(ir.IntType(32), k))
             builder.store(vec, builder.bitcast(ptr, ir.PointerType(ir.VectorType(elem, n), 1)), align=VECTOR_BYTES)
             return context.get_dummy_value()
+
+        return sig, codegen
+
+    @intrinsic
+    def shared_address(typingctx, a, off):
+        if not isinstance(a, types.Array) or not isinstance(off, types.Integer):
+            return None
+        sig = types.uint32(a, off)
+
+        def codegen(context, builder, signature, args):
+            ptr, elem = _element_ptr(context, builder, signature.args[0], args[0], args[1], signature.args[1], 3)
+            return builder.ptrtoint(ptr, ir.IntType(32))
+
+        return sig, codegen
+
+    @intrinsic
+    def f32_bits(typingctx, x):
+        if x != types.float32:
+            return None
+
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], ir.IntType(32))
+
+        return types.uint32(x), codegen
+
+    @intrinsic
+    def bits_f32(typingctx, u):
+        if not isinstance(u, types.Integer) or u.bitwidth != 32:
+            return None
+
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], ir.FloatType())
+
+        return types.float32(u), codegen
+
+    @intrinsic
+    def f16_bits(typingctx, h):
+        if h != types.float16:
+            return None
+
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], ir.IntType(16))
+
+        return types.uint16(h), codegen
+
+    @intrinsic
+    def bits_f16(typingctx, u):
+        if not isinstance(u, types.Integer) or u.bitwidth != 16:
+            return None
+
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], ir.HalfType())
+
+        return types.float16(u), codegen
+
+    @intrinsic
+    def ldg_words(typingctx, a, off):
+        if not isinstance(a, types.Array) or not isinstance(off, types.Integer):
+            return None
+        sig = types.UniTuple(types.uint32, 4)(a, off)
+
+        def codegen(context, builder, signature, args):
+            ptr, _ = _element_ptr(context, builder, signature.args[0], args[0], args[1], signature.args[1], 1)
+            vty = ir.VectorType(ir.IntType(32), 4)
+            vec = builder.load(builder.bitcast(ptr, ir.PointerType(vty, 1)), align=VECTOR_BYTES)
+            values = [builder.extract_element(vec, ir.Constant(ir.IntType(32), k)) for k in range(4)]
+            return context.make_tuple(builder, signature.return_type, values)
 
         return sig, codegen

@@ -3,7 +3,7 @@
 import json
 import os
 
-from gpuconv import kernel_report
+from gpuconv import kernel_report, sass
 from gpuconv.kernel_specs import kernel_specs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -25,10 +25,10 @@ def test_every_dispatched_kernel_has_a_committed_threshold_and_report_row():
     with open(os.path.join(ROOT, "bench", "static", "sm_90.json")) as f:
         committed = json.load(f)
     specs = kernel_specs()
-    want = {f"{s.name}/{dt}" for s in specs if s.dispatched for dt in kernel_report.DTYPES}
+    want = {f"{s.name}/{dt}" for s in specs if s.dispatched for dt in s.dtypes}
     assert set(thresholds["kernels"]) == want
     assert {f"{r['name']}/{r['dtype']}" for r in committed["kernels"]} == {f"{s.name}/{dt}" for s in specs
-                                                                          for dt in kernel_report.DTYPES}
+                                                                          for dt in s.dtypes}
     for s in specs:
-        assert s.kind in ("compute", "memory") and s.hot in ("fma_inner", "fma_outer", "outer", "kernel")
+        assert s.kind in ("compute", "memory") and s.hot in sass.HOT_RULES
         assert (s.bytes_per_iteration(4) > 0) == (s.kind == "memory"), s.name

@@ -92,6 +92,7 @@ class Row:
     fma: dict = field(default_factory=dict)            # class -> count in the hot loop
     fma_share: float = 0.0                              # the dtype's FMA class / hot-loop instructions
     shared_loads: dict = field(default_factory=dict)   # bits -> count (LDS)
+    ldmatrix: float = 0                                # LDSM (tensor-core fragments from shared memory)
     global_loads: dict = field(default_factory=dict)   # bits -> count (LDG)
     generic_loads: dict = field(default_factory=dict)  # bits -> count (LD: global address space lost)
     shared_stores: dict = field(default_factory=dict)
@@ -129,6 +130,56 @@ def ptx_of(spec: KernelSpec, dtype: str, arch: str) -> str:
     return ptx
 
 
+def _check(result, what):
+    err = result[0] if isinstance(result, tuple) else result
+    if int(err) != 0:
+        raise RuntimeError(f"{what} failed: {err}")
+    return result
+
+
+def link_lto(spec: KernelSpec, dtype: str, arch: str, workdir: str) -> tuple[str, str]:
+    """(cubin path, ptxas -v output) of a kernel that links CUDA C++ helpers (spec.link): the kernel to
+    LTO-IR with Numba, each helper to LTO-IR with NVRTC, linked and optimised together by nvJitLink — as
+    numba-cuda links it on a GPU with lto=True, so the helpers are inlined."""
+    from cuda.bindings import nvjitlink, nvrtc
+    from numba import cuda
+
+    cc = (int(arch[3:-1]), int(arch[-1]))
+    dispatcher = spec.factory(dtype)
+    opts = {k: v for k, v in getattr(dispatcher, "targetoptions", {}).items() if k == "launch_bounds"}
+    kernel_ir, _ = cuda.compile(dispatcher.py_func, spec.args(dtype), device=False, output="ltoir", cc=cc,
+                                abi="numba", **opts)
+    handle = nvjitlink.create(3, ["-lto", f"-arch={arch}", "-Xptxas=-v"])
+    nvjitlink.add_data(handle, nvjitlink.InputType.LTOIR, kernel_ir, len(kernel_ir), "kernel")
+    for i, source in enumerate(spec.link):
+        _, prog = _check(nvrtc.nvrtcCreateProgram(source.encode(), f"helpers{i}.cu".encode(), 0, [], []), "NVRTC")
+        flags = [b"-dlto", b"-rdc=true", f"-arch={arch}".encode()]
+        if int(nvrtc.nvrtcCompileProgram(prog, len(flags), flags)[0]) != 0:
+            _, n = nvrtc.nvrtcGetProgramLogSize(prog)
+            log = b" " * n
+            nvrtc.nvrtcGetProgramLog(prog, log)
+            raise RuntimeError(f"NVRTC failed on {spec.name}'s helpers:\n{log.decode(errors='replace')}")
+        _, n = _check(nvrtc.nvrtcGetLTOIRSize(prog), "NVRTC")
+        ir = b" " * n
+        _check(nvrtc.nvrtcGetLTOIR(prog, ir), "NVRTC")
+        nvjitlink.add_data(handle, nvjitlink.InputType.LTOIR, ir, len(ir), f"helpers{i}")
+    try:
+        nvjitlink.complete(handle)
+    except Exception:
+        log = bytearray(nvjitlink.get_error_log_size(handle))
+        nvjitlink.get_error_log(handle, log)
+        raise RuntimeError(f"nvJitLink failed on {spec.name}:\n{log.decode(errors='replace')}") from None
+    info = bytearray(nvjitlink.get_info_log_size(handle))
+    nvjitlink.get_info_log(handle, info)
+    cubin = bytearray(nvjitlink.get_linked_cubin_size(handle))
+    nvjitlink.get_linked_cubin(handle, cubin)
+    nvjitlink.destroy(handle)
+    path = os.path.join(workdir, "k.cubin")
+    with open(path, "wb") as f:
+        f.write(cubin)
+    return path, info.decode(errors="replace")
+
+
 def assemble(ptx: str, arch: str, ptxas: str, workdir: str) -> tuple[str, str]:
     """(cubin path, ptxas -v output)."""
     path = os.path.join(workdir, "k.ptx")
@@ -159,11 +210,18 @@ def _ptxas_figures(text: str) -> dict:
                 spill_stores=int(props.group(2)), spill_loads=int(props.group(3)))
 
 
+def _itemsize(dtype: str) -> int:
+    return 2 if dtype == "bfloat16" else np.dtype(dtype).itemsize
+
+
 def measure(spec: KernelSpec, dtype: str, arch: str, ptxas: str, nvdisasm: str | None,
             ptx: str | None = None) -> Row:
     """Compile one kernel (or take its PTX) and measure it."""
     with tempfile.TemporaryDirectory() as d:
-        cubin, text = assemble(ptx if ptx is not None else ptx_of(spec, dtype, arch), arch, ptxas, d)
+        if spec.link:
+            cubin, text = link_lto(spec, dtype, arch, d)
+        else:
+            cubin, text = assemble(ptx if ptx is not None else ptx_of(spec, dtype, arch), arch, ptxas, d)
         disasm = disassemble(cubin, nvdisasm) if nvdisasm else None
     row = Row(spec.name, dtype, arch, spec.dispatched, spec.kind, spec.threads, dynamic_smem=spec.dynamic_smem,
               **_ptxas_figures(text))
@@ -181,11 +239,12 @@ def measure(spec: KernelSpec, dtype: str, arch: str, ptxas: str, nvdisasm: str |
     cls, precision = _precision(dtype, row.fma)
     row.fma_share = (row.fma.get(cls, 0) / mix.instructions) if mix.instructions else 0.0
     row.shared_loads, row.global_loads, row.generic_loads = (mix.loads(s) for s in ("shared", "global", "generic"))
+    row.ldmatrix = mix.ldmatrix()
     row.shared_stores, row.global_stores, row.generic_stores = (mix.stores(s) for s in ("shared", "global", "generic"))
     row.local_accesses = sum(mix.loads("local").values()) + sum(mix.stores("local").values())
     row.hot_div64, row.kernel_div64, row.hot_calls = mix.division_sites, int(whole.division_sites), mix.calls
     if spec.kind == "memory":
-        row.bytes_per_iteration = spec.bytes_per_iteration(np.dtype(dtype).itemsize)
+        row.bytes_per_iteration = spec.bytes_per_iteration(_itemsize(dtype))
         row.instructions_per_byte = mix.instructions / row.bytes_per_iteration
         row.ceilings = {t.name: perf_model.memory_ceiling(mix.instructions, row.bytes_per_iteration, t)
                         for t in targets}
@@ -194,7 +253,7 @@ def measure(spec: KernelSpec, dtype: str, arch: str, ptxas: str, nvdisasm: str |
     return row
 
 
-def report(archs=ARCHS, dtypes=DTYPES, specs=None, only=None) -> list[Row]:
+def report(archs=ARCHS, dtypes=None, specs=None, only=None) -> list[Row]:
     """Measure `specs` (default: every kernel of gpuconv.kernel_specs, or the ones named in `only`)."""
     ptxas, nvdisasm = find_tool("ptxas"), find_tool("nvdisasm")
     if ptxas is None:
@@ -205,7 +264,8 @@ def report(archs=ARCHS, dtypes=DTYPES, specs=None, only=None) -> list[Row]:
         if unknown:
             raise ValueError(f"unknown kernels {sorted(unknown)}; known: {', '.join(s.name for s in specs)}")
         specs = [s for s in specs if s.name in only]
-    return [measure(spec, dt, arch, ptxas, nvdisasm) for spec in specs for dt in dtypes for arch in archs]
+    return [measure(spec, dt, arch, ptxas, nvdisasm) for spec in specs for dt in (dtypes or spec.dtypes)
+            for arch in archs]
 
 
 # ----------------------------------------------------------------------------- presentation
@@ -252,8 +312,9 @@ def row_cells(r: Row, targets) -> list[str]:
     cls, _ = _precision(r.dtype, r.fma)
     fma = f"{_num(r.fma.get(cls, 0))} ({100 * r.fma_share:.0f}%)"
     div = f"{_num(r.hot_div64)}/{r.kernel_div64}"
+    lds = " ".join(x for x in (_widths(r.shared_loads), f"{_num(r.ldmatrix)}×LDSM" if r.ldmatrix else "") if x)
     return [r.name, r.dtype, str(r.registers), smem, spill, occ, hot, _num(r.hot_instructions), fma,
-            _widths(r.shared_loads), _widths(r.global_loads), _widths(r.generic_loads), div] + \
+            lds, _widths(r.global_loads), _widths(r.generic_loads), div] + \
         [_ceiling_text(r, t.name) for t in targets]
 
 
@@ -270,7 +331,7 @@ def markdown(rows: list[Row], arch: str, versions: dict) -> str:
              "loop with FMAs, a GEMM's K step; `outer`: the grid-stride loop over elements; `kernel`: the whole "
              "kernel per thread); nested loops count `trips` times; counts are static (both sides of a branch).",
              "- *FMA (share)*: FFMA (float32) or DFMA (float64) in the hot loop, and their share of its "
-             "instructions; *LDS/LDG/LD generic*: loads by width in bits (count×bits); *div64*: 64-bit integer "
+             "instructions (tensor-core kernels: HMMA, against the tensor peak); *LDS/LDG/LD generic*: loads by width in bits (count×bits); *div64*: 64-bit integer "
              "division calls per hot-loop iteration (nested loops × trips) / call sites in the whole kernel.",
              "- *ceiling*: compute kernels — the FMA share bounds the fraction of FP32 (FP64) peak the issue rate "
              "allows; memory kernels — instructions per byte against the issue rate and HBM bandwidth "

@@ -40,6 +40,9 @@ class KernelSpec:
                                    # unrolled body, so that level gets 0.
     bytes_per_item: float = 0.0    # memory kernels: bytes per hot-loop iteration, in units of the dtype's size
     bytes_fixed: float = 0.0       # ... plus bytes that do not scale with the dtype (int64 indices)
+    dtypes: tuple = ("float32", "float64")   # the builds measured
+    link: tuple = ()               # CUDA C++ helper sources linked with LTO (tensor cores): factory and args then
+                                   # take the dtype's name, and the build goes through nvJitLink
 
     def bytes_per_iteration(self, itemsize: int) -> float:
         return self.bytes_per_item * itemsize + self.bytes_fixed
@@ -125,6 +128,24 @@ def _wino_output_args(dtype):
         (types.boolean, types.int64, t)
 
 
+_TC_KINDS = {"float16": "f16", "bfloat16": "bf16", "float32": "tf32"}
+
+
+def _tc_args(name):
+    """(A, B, C, bias, M, N, K, n_tiles, g0, img0, pix0, alpha): 16-bit operands as uint16 views."""
+    from numba import types
+
+    el = types.float32 if name == "float32" else types.uint16
+    a3 = types.Array(el, 3, "A")
+    return (a3, a3, a3, types.Array(el, 1, "C")) + (types.int64,) * 7 + (types.float32,)
+
+
+def _tc_factory(name, **options):
+    from gpuconv.kernels import gemm_tc
+
+    return gemm_tc.gemm_tc_kernel(_TC_KINDS[str(name)], "matrix", **options)
+
+
 def kernel_specs() -> list[KernelSpec]:
     from gpuconv.kernels import backward, direct, epilogue, gemm, im2col, implicit_gemm, pool, winograd
     from gpuconv.kernels._common import ACT_LEAKY_RELU, ACT_RELU
@@ -144,7 +165,7 @@ def kernel_specs() -> list[KernelSpec]:
         KernelSpec("avg_pool2d", pool.avg_pool2d_kernel, _pool_args("avg"), True, 0, pool.POOL_THREADS, "memory",
                    "outer", (3, 0), 5),
         KernelSpec("global_pool2d", pool.global_pool2d_kernel, _pool_args("global"), True, 0, pool.GLOBAL_THREADS,
-                   "memory", "outer", 1, 1),
+                   "memory", "inner", 1, 2),     # the element loop; NVVM unrolls it by 2 (2 loads per iteration)
         KernelSpec("gemm", P(gemm.gemm_kernel, store="matrix"), _gemm_args("matrix"), True, 0, gemm_threads,
                    "compute", "fma_outer", bk),
         KernelSpec("gemm_nchw_bias_leaky_acc", P(gemm.gemm_kernel, store="nchw", bias_mode=gemm.BIAS_ROW,
@@ -157,13 +178,24 @@ def kernel_specs() -> list[KernelSpec]:
     for m in winograd.TILE_SIZES:
         a2 = (m + 2) ** 2
         specs += [
+            # grid-striding: one filter / patch / tile per iteration of the outer loop; loops inside it (the
+            # output transform's cold recomputation of a non-finite tile among them) count once
             KernelSpec(f"winograd{m}_filter", P(winograd.filter_transform_kernel, m=m), _arrays_then((4, 3), 0),
-                       True, 0, winograd.THREADS, "memory", "kernel", m + 2, 9 + a2),
+                       True, 0, winograd.THREADS, "memory", "outer", 1, 9 + a2),
             KernelSpec(f"winograd{m}_input", P(winograd.input_transform_kernel, m=m), _arrays_then((4, 3), 6),
-                       True, 0, winograd.TRANSFORM_THREADS, "memory", "kernel", m + 2, m * m + a2),
+                       True, 0, winograd.TRANSFORM_THREADS, "memory", "outer", 1, m * m + a2),
             KernelSpec(f"winograd{m}_output", P(winograd.output_transform_kernel, m=m), _wino_output_args,
-                       True, 0, winograd.TRANSFORM_THREADS, "memory", "kernel", m + 2, a2 + m * m),
+                       True, 0, winograd.TRANSFORM_THREADS, "memory", "outer", 1, a2 + m * m),
         ]
+    from gpuconv.kernels import gemm_tc, mma
+
+    # tensor cores: m16n8k16 for float16 / bfloat16, m16n8k8 TF32 for float32 (on request)
+    specs += [
+        KernelSpec("gemm_tc", _tc_factory, _tc_args, True, 0, gemm_tc.THREADS, "compute", "fma_outer",
+                   dtypes=("float16", "bfloat16"), link=(mma.SOURCE,)),
+        KernelSpec("gemm_tc_tf32", _tc_factory, _tc_args, True, 0, gemm_tc.THREADS, "compute", "fma_outer",
+                   dtypes=("float32",), link=(mma.SOURCE,)),
+    ]
     specs += [
         KernelSpec("im2col", im2col.im2col_kernel, _arrays_then((4, 3), 12), True, 0, im2col.THREADS, "memory",
                    "outer", 1, 1 + 1 / 9),

@@ -18,6 +18,8 @@ Definitions (the offline model's, stated once here; gpuconv.perf_model turns the
   "outer" — the outermost loop that reads global memory (the largest, if several): the grid-stride
     loop of an elementwise kernel, one iteration per element, its window loops counted `trips` times
     per nesting level;
+  "inner" — the innermost loop that reads global memory (the largest, if several): an element loop
+    nested in a per-plane or per-tile loop;
   "kernel" — the whole kernel per thread (one tile or element per thread, no grid-stride loop): code
     outside loops once, each loop `trips` times;
   where no loop matches a rule, the whole kernel is measured with every loop counted once.
@@ -335,12 +337,17 @@ class Mix:
         return sum(self.fma[c] for c in classes)
 
     def loads(self, space: str) -> dict[int, float]:
-        """{bits: count} of loads from `space` ("shared", "global", "generic", "local", "constant")."""
+        """{bits: count} of loads from `space` ("shared", "global", "generic", "local", "constant"); ldmatrix
+        (LDSM) is counted apart (`ldmatrix`)."""
         out: dict[int, float] = {}
         for (sp, kind, bits), n in self.memory.items():
-            if sp == space and kind in ("load", "ldmatrix"):
+            if sp == space and kind == "load":
                 out[bits] = out.get(bits, 0) + n
         return out
+
+    def ldmatrix(self) -> float:
+        """LDSM instructions (ldmatrix: 8×8 matrices from shared memory into a warp's fragments)."""
+        return sum(n for (sp, kind, _), n in self.memory.items() if kind == "ldmatrix")
 
     def stores(self, space: str) -> dict[int, float]:
         out: dict[int, float] = {}
@@ -390,7 +397,7 @@ def function_mix(func: Function) -> Mix:
     return mix
 
 
-HOT_RULES = ("fma_inner", "fma_outer", "outer", "kernel")
+HOT_RULES = ("fma_inner", "fma_outer", "outer", "inner", "kernel")
 
 
 def _fmas(cfg: CFG, loop: Loop) -> float:
@@ -413,6 +420,10 @@ def hot_loop(cfg: CFG, rule: str) -> Loop | None:
     if rule == "outer":
         reading = [L for L in cfg.loops if _reads_global(cfg, L)] or cfg.loops
         return max(reading, key=lambda L: loop_mix(cfg, L, 1).instructions)
+    if rule == "inner":
+        reading = [L for L in loops if _reads_global(cfg, L)]
+        innermost = [L for L in reading if not any(c in reading for c in L.children)] or loops
+        return max(innermost, key=lambda L: loop_mix(cfg, L, 1).instructions)
     with_fma = [L for L in loops if _fmas(cfg, L) > 0]
     if not with_fma:
         return None
