@@ -20,8 +20,11 @@ def gpuconv_cli(*args, cwd=None):
 
 
 def test_version():
+    from importlib.metadata import version
+
     p = gpuconv_cli("--version")
     assert p.returncode == 0 and p.stdout == f"gpuconv {gpuconv.__version__}\n" and p.stderr == ""
+    assert version("gpuconv") == gpuconv.__version__          # the package's metadata reads the same attribute
 
 
 def _write(tmp_path, name, text):
