@@ -10,8 +10,11 @@ Assumptions
   FMAs the kernel reaches at most min(1, f · 128 / lanes_per_sm) of that precision's peak. On H100 and
   H200 (128 FP32 and 64 FP64 lanes per SM) that is f for float32 and min(1, 2f) for float64; on A100
   (64 and 32), min(1, 2f) and min(1, 4f).
-- Tensor-core kernels: one warp-level mma (HMMA m16n8k16, 2·4096 flops) per `mma_clocks` clocks per
-  sub-partition at the tensor peak; the ceiling is min(1, f · mma_clocks) for an mma share f.
+- Tensor-core kernels: one warp-level mma (HMMA m16n8k16, 4096 flops; TF32 m16n8k8, 2048 at half the
+  rate) per `mma_clocks` clocks per sub-partition at the tensor peak; the ceiling is min(1, f ·
+  mma_clocks) for an mma share f. Shared-memory bandwidth (ldmatrix) is not modelled: with mma.sync a
+  64×32 warp tile reads about 0.05 byte of shared memory per flop, more than an H100 SM delivers at
+  its dense peak, so the issue-bound ceiling is optimistic there.
 - Memory kernels: each hot-loop iteration moves the bytes its spec states (DRAM traffic of the
   standard case: unique bytes read and written, divided by iterations). With I instructions per
   iteration, the kernel issues I / bytes thread-instructions per byte; the GPU affords
@@ -68,13 +71,15 @@ class Target:
 
 
 # H100 SXM5 and H200 SXM: 132 SMs at 1.98 GHz, 128 FP32 / 64 FP64 lanes per SM (67 / 34 TFLOP/s),
-# 228 KiB shared memory per SM, FP16 dense tensor peak ≈ 990 TFLOP/s (≈ 4.3 clocks per HMMA.16816 per
-# sub-partition); HBM3 3.35 TB/s and HBM3e 4.8 TB/s. A100 SXM 80 GB: 108 SMs at 1.41 GHz, 64 / 32 lanes,
-# 164 KiB, FP16 tensor 312 TFLOP/s (≈ 2 clocks per HMMA.16816), 2.04 TB/s.
+# 228 KiB shared memory per SM, FP16 dense tensor peak ≈ 990 TFLOP/s: 3784 flop per clock per SM, so one
+# HMMA.16816 (4096 flop) per 4.3 clocks per sub-partition (TF32: half the rate, one HMMA.1688 of 2048
+# flop per 4.3 clocks too); HBM3 3.35 TB/s and HBM3e 4.8 TB/s. A100 SXM 80 GB: 108 SMs at 1.41 GHz,
+# 64 / 32 lanes, 164 KiB, FP16 tensor 312 TFLOP/s: 2048 flop per clock per SM, one HMMA.16816 per 8
+# clocks per sub-partition; 2.04 TB/s.
 TARGETS = {
     "H100": Target("H100", "sm_90", 132, 1.98, 3.35, 128, 64, 228 * 1024, 4.3),
     "H200": Target("H200", "sm_90", 132, 1.98, 4.8, 128, 64, 228 * 1024, 4.3),
-    "A100": Target("A100", "sm_80", 108, 1.41, 2.04, 64, 32, 164 * 1024, 2.0),
+    "A100": Target("A100", "sm_80", 108, 1.41, 2.04, 64, 32, 164 * 1024, 8.0),
 }
 
 
