@@ -2,14 +2,19 @@
 reference against torch.nn.functional, every convolution algorithm, gpu_linear and the gradients against
 the reference, and gpuconv.torch's modules against torch's."""
 
+import json
 import math
+import os
+import subprocess
+import sys
+import warnings
 
 import numpy as np
 import pytest
 from numba import cuda
 
-from conftest import rel_err
-from gpuconv import _args, gpu_conv2d_backward, gpu_linear
+from conftest import ON_GPU, rel_err
+from gpuconv import _args, gpu_conv2d_backward, gpu_linear, kernel_report
 from gpuconv import reference as ref
 from gpuconv.reference import activations as ref_act
 from test_conv2d import run_poisoned
@@ -129,3 +134,81 @@ def test_torch_module_forward_and_backward(act):
     torch.testing.assert_close(ours.weight.grad, theirs.weight.grad, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(ours.bias.grad, theirs.bias.grad, rtol=1e-12, atol=1e-12)
     assert f"activation={act!r}" in repr(ours)
+
+
+@pytest.mark.parametrize("act", NEW, ids=str)
+def test_float32_passes_at_the_extremes(act):
+    """The float32 activation pass and its gradient pass at ±inf, NaN, ±0, denormals, the tails and where
+    float32 intermediates overflow (tanh-GELU's z³): NaN and ±inf exactly where torch's float32 ops put them
+    (but gelu(inf) = inf, as torch's float64 and the reference), finite values within float32 rounding of
+    the float64 reference (torch's own float32 exact GELU loses the lower tail to 1 + erf cancelling).
+    Large negative z only on a device: there exp(−z) overflows to inf, in the simulator math.exp raises."""
+    torch = pytest.importorskip("torch")
+    from gpuconv.kernels import _common, epilogue
+
+    z = [np.inf, -np.inf, np.nan, 0.0, -0.0, 1e-40, -1e-40, 1e-30, 3.0, -3.0, 5.5, -5.5, 10.0, -10.0, -20.0, 88.0,
+         100.0, -100.0, 1e38, 1e20, 1e13]
+    if ON_GPU:
+        z += [-88.5, -89.0, -1e13, -1e20, -1e38]
+    z = np.array(z, dtype=np.float32)
+    shape = (1, 1, 1, z.size)
+    name, _ = _args.activation_spec(act)
+    code = _common.ACT_CODES[name]
+    zt = torch.from_numpy(z.copy()).requires_grad_()
+    yt = _torch_fn(act)(zt)
+    (gt,) = torch.autograd.grad(yt.sum(), zt)
+    y = cuda.to_device(z.reshape(shape))
+    g = cuda.to_device(np.full(shape, np.nan, dtype=np.float32))
+    with warnings.catch_warnings():               # the simulator's NumPy scalars warn where the device is silent
+        warnings.simplefilter("ignore", RuntimeWarning)
+        epilogue.launch_activation(shape, np.float32, code, 0.0)(y, 0)
+        epilogue.launch_activation_grad(shape, np.float32, code, 0.0)(
+            cuda.to_device(np.ones(shape, np.float32)), cuda.to_device(z.reshape(shape)), g, 0)
+    z64 = z.astype(np.float64)
+    # the tanh form's ½·(1 + t) cancels where t -> -1 (in torch's float32 as here): absolute error ~ eps·|z|
+    slack = 4 * np.finfo(np.float32).eps * np.maximum(1, np.abs(z64)) * (name == "gelu_tanh")
+    for i, (ours, theirs, want) in enumerate(((y, yt, ref.activation(z64, act)),
+                                              (g, gt, ref.activation_grad(z64, act)))):
+        ours, theirs = ours.copy_to_host().ravel(), theirs.detach().numpy().copy()
+        if name == "gelu" and i == 0:
+            theirs[z == np.inf] = np.inf    # torch's float32 CPU gelu(inf) is NaN; its float64 one's and ours inf
+        np.testing.assert_array_equal(np.isnan(ours), np.isnan(theirs), err_msg=f"NaN where torch's: z = {z}")
+        inf = np.isinf(theirs)
+        np.testing.assert_array_equal(ours[inf], theirs[inf])
+        finite = np.isfinite(ours)
+        np.testing.assert_array_equal(finite, np.isfinite(theirs))
+        err = np.abs(ours[finite] - want[finite])
+        bound = 2e-6 * np.abs(want[finite]) + np.finfo(np.float32).tiny + slack[finite]
+        assert np.all(err <= bound), (z[finite], ours[finite], want[finite])
+
+
+_PTX_PROBE = """
+import dataclasses, functools, json, os, re
+os.environ["NUMBA_ENABLE_CUDASIM"] = "0"; os.environ["GPUCONV_SIMULATOR"] = "0"
+from gpuconv import kernel_report
+from gpuconv.kernels import _common, epilogue, winograd
+specs = {s.name: s for s in kernel_report.kernel_specs()}
+found = {}
+for act in ("ACT_GELU", "ACT_GELU_TANH", "ACT_SILU"):
+    code = getattr(_common, act)
+    for name, factory in (("activation", epilogue.activation_kernel),
+                          ("activation_grad", epilogue.activation_grad_kernel),
+                          ("winograd2_output", functools.partial(winograd.output_transform_kernel, m=2))):
+        spec = dataclasses.replace(specs[name], factory=functools.partial(factory, act=code))
+        ptx = kernel_report.ptx_of(spec, "float32", "sm_90")
+        found[f"{name}/{act}"] = sorted(set(re.findall(r"\\b[a-z]+(?:\\.[a-z0-9]+)*\\.f64\\b", ptx)))
+print(json.dumps(found))
+"""
+
+
+def test_float32_builds_stay_in_float32():
+    """The float32 builds of the new activations and their derivatives have no float64 instruction in their
+    PTX (a float64 constant would promote the arithmetic: erfc, tanh and exp run in double then).
+    Compiled in a child process with the simulator off (NVVM only, no GPU)."""
+    if kernel_report.find_tool("ptxas") is None:
+        pytest.skip("no CUDA compiler tools (install the dev extra)")
+    proc = subprocess.run([sys.executable, "-c", _PTX_PROBE], capture_output=True, text=True,
+                          env=dict(os.environ, NUMBA_ENABLE_CUDASIM="0", GPUCONV_SIMULATOR="0"))
+    assert proc.returncode == 0, proc.stderr
+    found = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(found) == 9 and found == {k: [] for k in found}

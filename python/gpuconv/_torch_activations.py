@@ -2,7 +2,7 @@
 derivatives: the kernels apply go · act'(z) in their own epilogue on the first-order path; a graph that
 must itself be differentiated needs act'(z) from torch ops, so autograd can take act''(z) too.
 
-Each formula follows the kernels' derivative (gpuconv.kernels._common.epilogue_grad) exactly: relu's
+Each formula follows the kernels' derivative (gpuconv.kernels._common.activation_grad_fn) exactly: relu's
 is 0 at z = 0, a NaN z takes the z <= 0 branch.
 """
 
