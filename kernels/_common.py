@@ -1,7 +1,9 @@
 """Device helpers shared by the kernel families: padding-mode index mapping and the fused epilogue.
 
-Codes for padding modes and activations are plain ints passed at launch, so one compiled kernel per
-dtype serves every mode and activation (the branch on them is uniform across a launch).
+Codes for padding modes and activations are plain ints. A padding mode may be passed at launch (one
+compiled kernel serves every mode; the branch on it is uniform across a launch); an activation is
+compiled into each kernel that applies it (activation_fn, or epilogue with a constant code), since the
+transcendental ones (erfc, tanh, exp) would otherwise all be inlined into every build.
 Device functions that need typed constants are made per dtype by a cached factory: a float32 kernel
 must not mix in float64 literals, which would promote its arithmetic to float64.
 """
@@ -27,8 +29,16 @@ ACT_LEAKY_RELU = 2
 ACT_SIGMOID = 3
 ACT_TANH = 4
 ACT_ELU = 5
+ACT_GELU = 6                    # exact: z·Φ(z)
+ACT_GELU_TANH = 7               # torch's approximate="tanh"
+ACT_SILU = 8
 ACT_CODES = {None: ACT_NONE, "relu": ACT_RELU, "leaky_relu": ACT_LEAKY_RELU, "sigmoid": ACT_SIGMOID,
-             "tanh": ACT_TANH, "elu": ACT_ELU}
+             "tanh": ACT_TANH, "elu": ACT_ELU, "gelu": ACT_GELU, "gelu_tanh": ACT_GELU_TANH, "silu": ACT_SILU}
+# GELU's constants: 1/√2, 1/√(2π), √(2/π) and the tanh form's cubic coefficient (as torch's)
+_SQRT1_2 = 0.7071067811865476
+_INV_SQRT_2PI = 0.3989422804014327
+_SQRT_2_OVER_PI = 0.7978845608028654
+_GELU_CUBIC = 0.044715
 
 
 @cuda.jit(device=True, inline=True)
@@ -238,11 +248,16 @@ def numba_type(dtype):
     return numba.from_dtype(np.dtype(dtype))
 
 
+def _typed(dtype, *values):
+    """values as dtype's scalars: constants a float32 kernel uses must be float32 (a float64 one promotes)."""
+    return tuple(np.dtype(dtype).type(v) for v in values)
+
+
 @functools.cache
 def _activations(dtype):
     """{ACT_ code: f(v, alpha)}: each activation as its own device function, in v's own precision."""
-    ZERO = np.dtype(dtype).type(0)
-    ONE = np.dtype(dtype).type(1)
+    ZERO, HALF, ONE, SQRT1_2, SQRT_2_OVER_PI, GELU_CUBIC = _typed(dtype, 0, 0.5, 1, _SQRT1_2, _SQRT_2_OVER_PI,
+                                                                  _GELU_CUBIC)
 
     # comparisons written so NaN passes through, as PyTorch's activations let it
     @cuda.jit(device=True, inline=True)
@@ -265,12 +280,26 @@ def _activations(dtype):
     def elu(v, alpha):
         return alpha * math.expm1(v) if v < ZERO else v
 
+    # GELU and SiLU as torch's formulas (gelu(-inf) and silu(-inf) are -inf·0: NaN, as torch's), except that
+    # Φ(v) is erfc(-v/√2)/2, which keeps its relative accuracy in the lower tail where 1 + erf(v/√2) cancels
+    @cuda.jit(device=True, inline=True)
+    def gelu(v, alpha):
+        return v * (HALF * math.erfc(-v * SQRT1_2))
+
+    @cuda.jit(device=True, inline=True)
+    def gelu_tanh(v, alpha):
+        return HALF * v * (ONE + math.tanh(SQRT_2_OVER_PI * (v + GELU_CUBIC * v * v * v)))
+
+    @cuda.jit(device=True, inline=True)
+    def silu(v, alpha):
+        return v / (ONE + math.exp(-v))
+
     @cuda.jit(device=True, inline=True)
     def identity(v, alpha):
         return v
 
     return {ACT_NONE: identity, ACT_RELU: relu, ACT_LEAKY_RELU: leaky_relu, ACT_SIGMOID: sigmoid, ACT_TANH: tanh,
-            ACT_ELU: elu}
+            ACT_ELU: elu, ACT_GELU: gelu, ACT_GELU_TANH: gelu_tanh, ACT_SILU: silu}
 
 
 def activation_fn(dtype, act):
@@ -278,12 +307,12 @@ def activation_fn(dtype, act):
     return _activations(dtype)[act]
 
 
-@functools.cache
-def epilogue(dtype):
-    """apply(v, act, alpha): the activation `act` (an ACT_ code) of v, in v's own precision."""
-    f = _activations(dtype)
-
-    relu, leaky_relu, sigmoid, tanh, elu = (f[a] for a in (ACT_RELU, ACT_LEAKY_RELU, ACT_SIGMOID, ACT_TANH, ACT_ELU))
+def _dispatch(f):
+    """g(v, act, alpha) = f[act](v, alpha) for an act known only at launch (uniform across it: no divergence);
+    with act a compile-time constant the branches fold to the one taken."""
+    relu, leaky_relu, sigmoid, tanh, elu, gelu, gelu_tanh, silu, identity = (
+        f[a] for a in (ACT_RELU, ACT_LEAKY_RELU, ACT_SIGMOID, ACT_TANH, ACT_ELU, ACT_GELU, ACT_GELU_TANH, ACT_SILU,
+                       ACT_NONE))
 
     @cuda.jit(device=True, inline=True)
     def apply(v, act, alpha):
@@ -297,9 +326,21 @@ def epilogue(dtype):
             return tanh(v, alpha)
         if act == ACT_ELU:
             return elu(v, alpha)
-        return v
+        if act == ACT_GELU:
+            return gelu(v, alpha)
+        if act == ACT_GELU_TANH:
+            return gelu_tanh(v, alpha)
+        if act == ACT_SILU:
+            return silu(v, alpha)
+        return identity(v, alpha)
 
     return apply
+
+
+@functools.cache
+def epilogue(dtype):
+    """apply(v, act, alpha): the activation `act` (an ACT_ code) of v, in v's own precision."""
+    return _dispatch(_activations(dtype))
 
 
 @functools.cache
@@ -343,8 +384,8 @@ def stage_tile(dtype, mode):
 def _activation_grads(dtype):
     """{ACT_ code: f'(z, alpha)}: each activation's derivative at the pre-activation z, as PyTorch's
     backward formulas (relu's is 0 at z = 0)."""
-    ZERO = np.dtype(dtype).type(0)
-    ONE = np.dtype(dtype).type(1)
+    ZERO, HALF, ONE, SQRT1_2, INV_SQRT_2PI, SQRT_2_OVER_PI, GELU_CUBIC, GELU_CUBIC3 = _typed(
+        dtype, 0, 0.5, 1, _SQRT1_2, _INV_SQRT_2PI, _SQRT_2_OVER_PI, _GELU_CUBIC, 3 * _GELU_CUBIC)
 
     @cuda.jit(device=True, inline=True)
     def relu(z, alpha):
@@ -369,11 +410,27 @@ def _activation_grads(dtype):
         return ONE if z > ZERO else alpha * math.exp(z)
 
     @cuda.jit(device=True, inline=True)
+    def gelu(z, alpha):
+        # Φ(z) + z·φ(z), φ(z) = exp(−z²/2)/√(2π); at z = −inf, −inf·0: NaN, as torch's gelu_backward
+        return HALF * math.erfc(-z * SQRT1_2) + z * math.exp(-HALF * z * z) * INV_SQRT_2PI
+
+    @cuda.jit(device=True, inline=True)
+    def gelu_tanh(z, alpha):
+        # ½·(1 + t) + ½·z·(1 − t²)·√(2/π)·(1 + 3·0.044715·z²), in torch's order of operations
+        t = math.tanh(SQRT_2_OVER_PI * (z + GELU_CUBIC * z * z * z))
+        return HALF * (ONE + t) + HALF * z * (ONE - t * t) * SQRT_2_OVER_PI * (ONE + GELU_CUBIC3 * z * z)
+
+    @cuda.jit(device=True, inline=True)
+    def silu(z, alpha):
+        s = ONE / (ONE + math.exp(-z))
+        return s * (ONE + z * (ONE - s))
+
+    @cuda.jit(device=True, inline=True)
     def identity(z, alpha):
         return ONE
 
     return {ACT_NONE: identity, ACT_RELU: relu, ACT_LEAKY_RELU: leaky_relu, ACT_SIGMOID: sigmoid, ACT_TANH: tanh,
-            ACT_ELU: elu}
+            ACT_ELU: elu, ACT_GELU: gelu, ACT_GELU_TANH: gelu_tanh, ACT_SILU: silu}
 
 
 def activation_grad_fn(dtype, act):
@@ -385,22 +442,4 @@ def activation_grad_fn(dtype, act):
 def epilogue_grad(dtype):
     """grad(z, act, alpha): d act / dz at the pre-activation z (1 for no activation), as PyTorch's
     backward formulas (relu's is 0 at z = 0)."""
-    f = _activation_grads(dtype)
-    relu, leaky_relu, sigmoid, tanh, elu = (f[a] for a in (ACT_RELU, ACT_LEAKY_RELU, ACT_SIGMOID, ACT_TANH, ACT_ELU))
-    ONE = np.dtype(dtype).type(1)
-
-    @cuda.jit(device=True, inline=True)
-    def grad(z, act, alpha):
-        if act == ACT_RELU:
-            return relu(z, alpha)
-        if act == ACT_LEAKY_RELU:
-            return leaky_relu(z, alpha)
-        if act == ACT_SIGMOID:
-            return sigmoid(z, alpha)
-        if act == ACT_TANH:
-            return tanh(z, alpha)
-        if act == ACT_ELU:
-            return elu(z, alpha)
-        return ONE
-
-    return grad
+    return _dispatch(_activation_grads(dtype))

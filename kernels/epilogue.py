@@ -2,7 +2,7 @@
 take it fused, the gradient through an activation, go · act'(z), and a fill (zero gradients).
 
 The GEMM's epilogue must unroll for its register block to stay in registers, and the transcendental
-activations (sigmoid, tanh, elu) make it too large to unroll at 8×8 per thread; the GEMM path runs
+activations (sigmoid, tanh, elu, gelu, silu) make it too large to unroll at 8×8 per thread; the GEMM path runs
 them here instead, as one read and one write of the output after the product.
 
 Each kernel is compiled per activation (the code of one activation only), in two variants chosen per

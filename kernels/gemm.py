@@ -58,7 +58,7 @@ BIAS_ROW = 1
 BIAS_COL = 2
 
 STORES = ("matrix", "nchw")
-# Activations the epilogue takes fused. sigmoid, tanh and elu inline too much code for NVVM to unroll
+# Activations the epilogue takes fused. sigmoid, tanh, elu, gelu and silu inline too much code for NVVM to unroll
 # the register block's epilogue (the accumulators then go to local memory), so callers run them after
 # the product with gpuconv.kernels.epilogue.
 FUSED_ACTS = (ACT_NONE, ACT_RELU, ACT_LEAKY_RELU)

@@ -24,7 +24,7 @@ import math
 import numpy as np
 from numba import cuda, int64
 
-from ._common import epilogue, numba_type, source_index, striding_blocks
+from ._common import ACT_NONE, activation_fn, numba_type, source_index, striding_blocks
 
 THREADS = 256
 # Transform kernels keep each thread's a×a patch in shared memory (thread index fastest: no bank
@@ -181,11 +181,13 @@ def input_transform_kernel(dtype, m):
 
 
 @functools.cache
-def output_transform_kernel(dtype, m):
+def output_transform_kernel(dtype, m, act=ACT_NONE):
+    """The output transform for one dtype, tile size and activation (an ACT_ code, compiled in: one
+    activation's code only, as the direct kernels)."""
     T = numba_type(dtype)
     ZERO = np.dtype(dtype).type(0)
     A = m + 2
-    apply = epilogue(dtype)
+    apply = activation_fn(dtype, act)
 
     _, _, acol, arow = _transforms(dtype, m)
 
@@ -193,7 +195,7 @@ def output_transform_kernel(dtype, m):
     def output_transform(M, y, bias,                     # M (a², K, tiles) -> y (N, K, P, Q); bias (K,)
                          x, w,                           # the layer's input and weights (non-finite tiles)
                          img0, TH, TW, pt, pl, mode,     # first image, tiles per image, padding (top, left, mode)
-                         has_bias, act, alpha):
+                         has_bias, alpha):
         K, P, Q = y.shape[1], y.shape[2], y.shape[3]
         C, H, W = x.shape[1], x.shape[2], x.shape[3]
         tiles = M.shape[2]
@@ -224,7 +226,7 @@ def output_transform_kernel(dtype, m):
                     if p < P and q < Q:
                         v = row[j] + bk
                         finite = finite and math.isfinite(v)
-                        y[img0 + b, k, p, q] = apply(v, act, alpha)
+                        y[img0 + b, k, p, q] = apply(v, alpha)
             if not finite:
                 # Inf/NaN (or an overflow in the transforms) reached this tile: recompute it directly, so
                 # non-finite values land where direct convolution puts them (module docstring). Runtime
@@ -243,7 +245,7 @@ def output_transform_kernel(dtype, m):
                                     if hs >= 0 and ws >= 0:
                                         xv = x[n, c, hs, ws]
                                     acc += xv * w[k, c, r, s]
-                        y[n, k, th * m + i, tw * m + j] = apply(acc + bk, act, alpha)
+                        y[n, k, th * m + i, tw * m + j] = apply(acc + bk, alpha)
 
     return output_transform
 
@@ -254,7 +256,7 @@ def launch_transforms(dtype, m, pads_tl, mode, TH, TW, has_bias, act, alpha):
     # per (c, tile) input patch (tile fastest), per (k, tile) output tile, grid-striding past 65535·8 blocks.
     fk = filter_transform_kernel(dtype, m)
     ik = input_transform_kernel(dtype, m)
-    ok = output_transform_kernel(dtype, m)
+    ok = output_transform_kernel(dtype, m, act)
     alpha = np.dtype(dtype).type(alpha)
     pt, pl = pads_tl
 
@@ -267,6 +269,6 @@ def launch_transforms(dtype, m, pads_tl, mode, TH, TW, has_bias, act, alpha):
 
     def outputs(M, y, bias, x, w, img0, stream):
         ok[striding_blocks(M.shape[1] * M.shape[2], TRANSFORM_THREADS), TRANSFORM_THREADS, stream](
-            M, y, bias, x, w, img0, TH, TW, pt, pl, mode, has_bias, act, alpha)
+            M, y, bias, x, w, img0, TH, TW, pt, pl, mode, has_bias, alpha)
 
     return filters, inputs, outputs

@@ -255,7 +255,8 @@ def test_global_pool_variants_and_chunks(rng, tiny_grids, shape, contiguous):
     assert np.abs(y.copy_to_host() - ref.global_avg_pool2d(x)).max() < 1e-13
 
 
-@pytest.mark.parametrize("spec", [None, "relu", ("leaky_relu", 0.2), "sigmoid", "tanh", ("elu", 0.7)])
+@pytest.mark.parametrize("spec", [None, "relu", ("leaky_relu", 0.2), "sigmoid", "tanh", ("elu", 0.7), "gelu",
+                                  ("gelu", "tanh"), "silu"])
 @pytest.mark.parametrize("contiguous", [True, False])
 def test_elementwise_variants_and_chunks(rng, tiny_grids, spec, contiguous):
     from gpuconv._args import activation_spec

@@ -25,7 +25,7 @@ def numgrad(f, a):
 
 
 @pytest.mark.parametrize("mode", ["zeros", "reflect", "replicate", "circular"])
-@pytest.mark.parametrize("act", [None, "relu", ("leaky_relu", 0.2), "sigmoid", "tanh", ("elu", 0.7)])
+@pytest.mark.parametrize("act", [None, "relu", ("leaky_relu", 0.2), "sigmoid", "tanh", ("elu", 0.7), "gelu", "silu"])
 @pytest.mark.parametrize("kw", [
     dict(stride=(2, 1), padding=(1, 0, 2, 1), dilation=(1, 2), groups=2),
     dict(stride=2, padding="same", dilation=1, groups=1),
@@ -84,7 +84,8 @@ def test_global_pool_backward(rng):
         np.testing.assert_allclose(bwd(probe, x), numgrad(lambda: float(np.sum(fwd(x) * probe)), x), atol=1e-6)
 
 
-@pytest.mark.parametrize("act", ["relu", ("leaky_relu", 0.3), "sigmoid", "tanh", ("elu", 1.5)])
+@pytest.mark.parametrize("act", ["relu", ("leaky_relu", 0.3), "sigmoid", "tanh", ("elu", 1.5), "gelu", ("gelu", "tanh"),
+                                 "silu"])
 def test_activation_grads(rng, act):
     z = rng.standard_normal(50) * 3
     z = z[np.abs(z) > 1e-3]                       # keep away from the kinks

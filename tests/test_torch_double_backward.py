@@ -168,7 +168,9 @@ def test_gradient_penalty_module():
 
 
 TORCH_ACTS = {"relu": lambda z, a: F.relu(z), "leaky_relu": lambda z, a: F.leaky_relu(z, a), "sigmoid":
-              lambda z, a: torch.sigmoid(z), "tanh": lambda z, a: torch.tanh(z), "elu": lambda z, a: F.elu(z, a)}
+              lambda z, a: torch.sigmoid(z), "tanh": lambda z, a: torch.tanh(z), "elu": lambda z, a: F.elu(z, a),
+              "gelu": lambda z, a: F.gelu(z), "gelu_tanh": lambda z, a: F.gelu(z, approximate="tanh"),
+              "silu": lambda z, a: F.silu(z)}
 
 
 def test_every_activation_has_a_differentiable_derivative():

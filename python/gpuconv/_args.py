@@ -22,7 +22,11 @@ ACTIVATIONS = {
     "sigmoid": (None, None),
     "tanh": (None, None),
     "elu": (1.0, "alpha"),
+    "gelu": (None, None),           # z·Φ(z); ("gelu", "tanh") is gelu_tanh, as torch's approximate="tanh"
+    "gelu_tanh": (None, None),      # ½·z·(1 + tanh(√(2/π)·(z + 0.044715·z³)))
+    "silu": (None, None),           # z·sigmoid(z)
 }
+GELU_APPROXIMATE = {"none": "gelu", "tanh": "gelu_tanh"}   # torch's `approximate` -> our name
 
 
 # --------------------------------------------------------------------------- scalars and pairs
@@ -115,6 +119,10 @@ def activation_spec(activation) -> tuple[str | None, float]:
         )
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {', '.join(ACTIVATIONS)} or None, got {activation!r}")
+    if activation == "gelu" and param is not None:
+        if not isinstance(param, str) or param not in GELU_APPROXIMATE:
+            raise ValueError(f"activation 'gelu' takes approximate 'none' or 'tanh' (as torch's gelu), got {param!r}")
+        activation, param = GELU_APPROXIMATE[param], None
     default, pname = ACTIVATIONS[activation]
     if pname is None:
         if param is not None:

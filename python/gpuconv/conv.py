@@ -67,7 +67,8 @@ def gpu_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
         ceil(H / stride), the odd pixel of padding bottom/right);
     padding_mode: "zeros", "reflect", "replicate" or "circular", as torch.nn.Conv2d;
     activation: None, "relu", "sigmoid", "tanh", "leaky_relu" / ("leaky_relu", slope), "elu" /
-        ("elu", alpha), fused with the bias into the kernel's epilogue;
+        ("elu", alpha), "gelu" / ("gelu", "tanh") (torch's approximate="tanh"), "silu", fused with the bias
+        into the kernel's epilogue;
     algo: "direct" (dispatch picks the depthwise, tiled or general kernel), "im2col" (columns + our
         tiled GEMM, workspace capped by gpuconv.set_workspace_limit), "im2col_cublas" (columns +
         cuBLAS through CuPy, for comparison; needs a device and CuPy), "implicit_gemm" (our GEMM with

@@ -187,14 +187,14 @@ def _data_grad_args(dtype):
 
 
 def _wino_output_args(dtype):
-    """(M, y, bias, x, w, img0, TH, TW, pt, pl, mode, has_bias, act, alpha): x and w recompute a tile whose
+    """(M, y, bias, x, w, img0, TH, TW, pt, pl, mode, has_bias, alpha): x and w recompute a tile whose
     result is not finite."""
     from numba import types
 
     t = _numba_t(dtype)
     a4 = types.Array(t, 4, "A")
     return (types.Array(t, 3, "A"), a4, types.Array(t, 1, "A"), a4, a4) + (types.int64,) * 6 + \
-        (types.boolean, types.int64, t)
+        (types.boolean, t)
 
 
 _TC_KINDS = {"float16": "f16", "bfloat16": "bf16", "float32": "tf32"}
@@ -271,7 +271,7 @@ def kernel_specs() -> list[KernelSpec]:
                        True, 0, winograd.THREADS, "memory", "outer", 1, 9 + a2),
             KernelSpec(f"winograd{m}_input", P(winograd.input_transform_kernel, m=m), _arrays_then((4, 3), 6),
                        True, 0, winograd.TRANSFORM_THREADS, "memory", "outer", 1, m * m + a2),
-            KernelSpec(f"winograd{m}_output", P(winograd.output_transform_kernel, m=m), _wino_output_args,
+            KernelSpec(f"winograd{m}_output", P(winograd.output_transform_kernel, m=m, act=ACT_RELU), _wino_output_args,
                        True, 0, winograd.TRANSFORM_THREADS, "memory", "outer", 1, a2 + m * m),
         ]
     from gpuconv.kernels import gemm_tc, mma

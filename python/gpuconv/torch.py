@@ -55,7 +55,8 @@ def _conv_options(stride, padding, dilation, groups, padding_mode, activation, a
     if padding_mode not in _args.PADDING_MODES:
         raise ValueError(f"padding_mode must be one of {', '.join(_args.PADDING_MODES)}, got {padding_mode!r}")
     name, param = _args.activation_spec(activation)
-    given = isinstance(activation, (tuple, list)) and activation[1] is not None
+    given = (isinstance(activation, (tuple, list)) and activation[1] is not None
+             and _args.ACTIVATIONS[name][1] is not None)     # ("gelu", "tanh") is gelu_tanh, which takes none
     if algo not in ALGOS:
         raise ValueError(f"algo must be one of {', '.join(ALGOS)}, got {algo!r}")
     return _ConvOptions(stride, padding, dilation, groups, padding_mode, name, param if given else None, algo)

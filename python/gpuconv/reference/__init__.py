@@ -5,8 +5,8 @@ against hand-computed cases, a plain loop formulation and finite differences. GP
 against it.
 """
 
-from .activations import (activation, activation_grad, elu, elu_grad, leaky_relu, leaky_relu_grad, relu,
-                          relu_grad, sigmoid, sigmoid_grad, tanh, tanh_grad)
+from .activations import (activation, activation_grad, elu, elu_grad, gelu, gelu_grad, leaky_relu, leaky_relu_grad,
+                          relu, relu_grad, sigmoid, sigmoid_grad, silu, silu_grad, tanh, tanh_grad)
 from .conv import conv2d, conv2d_backward, conv_transpose2d, linear
 from .pool import (avg_pool2d, avg_pool2d_backward, global_avg_pool2d, global_avg_pool2d_backward,
                    global_max_pool2d, global_max_pool2d_backward, max_pool2d, max_pool2d_backward)
@@ -18,5 +18,5 @@ __all__ = [
     "global_max_pool2d", "global_max_pool2d_backward", "global_avg_pool2d", "global_avg_pool2d_backward",
     "im2col", "col2im",
     "activation", "activation_grad", "relu", "relu_grad", "leaky_relu", "leaky_relu_grad",
-    "sigmoid", "sigmoid_grad", "tanh", "tanh_grad", "elu", "elu_grad",
+    "sigmoid", "sigmoid_grad", "tanh", "tanh_grad", "elu", "elu_grad", "gelu", "gelu_grad", "silu", "silu_grad",
 ]
