@@ -2,20 +2,29 @@
 
 With a = m + 2, an output tile of m×m pixels is Aᵀ [ (G g Gᵀ) ⊙ (Bᵀ d Bᵀᵀ) ] A, d the a×a input patch:
   1. filter transform: U[e, k, c] = (G g[k, c] Gᵀ)[e]               (one thread per (k, c))
-  2. input transform:  V[e, c, t] = (Bᵀ d[c, t] B)[e]                (one thread per (image, c, tile))
+  2. input transform:  V[e, c, t] = (Bᵀ d[c, t] B)[e]                (one thread per (c, tile))
   3. a² batched products on our GEMM: M[e] = U[e] (K×C) @ V[e] (C×tiles)
-  4. output transform: y tile = Aᵀ M[·, k, t] A + bias, activation   (one thread per (image, k, tile))
-Padding (any form and mode) is applied as the patches are read. The transforms' small matrices live in
-constant memory. Float32 error grows with m: F(4×4) loses about one more digit than F(2×2).
+  4. output transform: y tile = Aᵀ M[·, k, t] A + bias, activation   (one thread per (k, tile))
+Padding (any form and mode) is applied as the patches are read. The transforms' small matrices are
+written out per tile size (the filter transform's G lives in constant memory). Float32 error grows with
+m: F(4×4) loses about one more digit than F(2×2).
+
+Index math: the patch transforms' grids put a chunk's tiles in x (tile fastest: neighbouring threads,
+neighbouring tiles) and the channel or filter in y, so a thread's (image, tile row, tile column) take
+two magic-number divisions and nothing else divides. A thread's patch is a local array indexed by
+compile-time constants once NVVM unrolls the loops over it: it stays in registers. The workspace (U, V,
+M) is always C-contiguous and addressed through gpuconv.kernels._flat; x and y take a dense variant
+(C-contiguous, planes within int32: flat offsets) or a general one (any strides: their own indexing).
 
 Range and non-finite values: the transforms mix every element of a patch into every product, so one
 Inf or NaN (or a finite value whose transform overflows, |x| ≳ 1e37 in float32) would make the whole
 output tile NaN. The output transform therefore checks each tile: when any of its values is not finite,
-the thread recomputes that tile directly from x and the weights (Σ over c, r, s with the padding mode,
-as the direct kernels do), so Inf and NaN land exactly where direct convolution puts them. The check
-costs one comparison per output; the recomputation runs only for such tiles. Finite inputs keep
-Winograd's error, which is relative to the largest magnitude in each patch: a value 1e6 times its
-neighbours costs them about six digits.
+it raises a flag in the workspace, and a fix-up pass launched after it recomputes such tiles directly
+from x and the weights (Σ over c, r, s with the padding mode, as the direct kernels do), so Inf and
+NaN land exactly where direct convolution puts them. The check costs one comparison per output; the
+fix-up pass is a flag read per block unless the flag is up. Finite inputs keep Winograd's error, which
+is relative to the largest magnitude in each patch: a value 1e6 times its neighbours costs them about
+six digits.
 """
 
 import functools
