@@ -21,11 +21,13 @@ dtype's size; DRAM traffic counts each unique input byte once and every output b
   from L2) and write 16×32, over 128 threads: 8b per thread;
 - Winograd F(m×m, 3×3) transforms, per thread: filter reads 9, writes a² (a = m + 2); input reads
   m² fresh and writes a²; output reads a² and writes m² — F(4×4): 45b, 52b, 52b; F(2×2): 25b, 20b, 20b.
+  Their fix-up pass (non-finite tiles only) is measured as a compute kernel, on its direct recomputation.
 
 Kernels with a dense and a general variant (C-contiguous arrays with int32 offsets inside a plane,
 against any strides and sizes) are measured in both; the dense one is what runs in the common case.
 Specialisations compiled per call (pooling windows, divisor rules, padding modes, activations) are
-measured on the standard case's: 3×3 windows, zeros padding, relu for the direct kernels. The
+measured on the standard case's: 3×3 windows, zeros padding, relu for the direct kernels and the
+Winograd output transform. The
 per-element pooling backward (large strides or windows) is measured on the same geometry, at 1.25b + 2
 and 1.25b per input element, its loops counted twice each.
 """
