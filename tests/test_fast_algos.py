@@ -60,6 +60,16 @@ def test_winograd_chunks_under_the_workspace_limit(rng):
     assert rel_err(got, ref.conv2d(x, w, padding=1)) < 1e-12
 
 
+def test_winograd_chunks_keep_their_tiles_within_int32():
+    """Planned without allocating: the transforms index a chunk's tiles in int32."""
+    g = conv2d_geometry((8, 1, 65538, 65538), (1, 1, 3, 3))          # 2**30 F(2×2) tiles per image
+    assert winograd.WinogradPlan.workspace_images(g, np.float32, 2, 2**60) == 1
+    assert winograd.WinogradPlan.workspace_images(g, np.float32, 4, 2**60) == 7      # 2**28 tiles: 7 fit
+    g = conv2d_geometry((1, 1, 2**17 + 2, 2**17 + 2), (1, 1, 3, 3))  # 2**32 tiles: none fits
+    with pytest.raises(ValueError, match="tiles per image"):
+        winograd.WinogradPlan.workspace_images(g, np.float32, 2, 2**60)
+
+
 @pytest.mark.parametrize("ws, kw, why", [
     ((2, 2, 5, 5), dict(padding=2), "3×3 kernel"),
     ((2, 2, 3, 3), dict(stride=2), "stride 1"),

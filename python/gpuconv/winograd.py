@@ -43,13 +43,16 @@ class WinogradPlan:
         if why:
             raise ValueError(f"algo='winograd' needs {why}")
         a2, isz = (m + 2) ** 2, np.dtype(dtype).itemsize
-        per_image = a2 * (g.C + g.K) * (-(-g.P // m)) * (-(-g.Q // m)) * isz
+        tiles = (-(-g.P // m)) * (-(-g.Q // m))
+        if tiles > MAX_CHUNK_TILES:
+            raise ValueError(f"algo='winograd' needs fewer than 2**31 tiles per image (output {g.P}×{g.Q}: {tiles}); "
+                             "use another algo")
+        per_image = a2 * (g.C + g.K) * tiles * isz
         room = limit - a2 * g.K * g.C * isz - isz          # U, and the non-finite flag
         if room < per_image:
             raise ValueError(f"the Winograd workspace for one image ({per_image + a2 * g.K * g.C * isz} B) exceeds the "
                              f"workspace limit ({limit} B); raise it with gpuconv.set_workspace_limit or use another algo")
         # the transforms index a chunk's tiles in int32 (gpuconv.kernels.winograd): cap the images per chunk
-        tiles = (-(-g.P // m)) * (-(-g.Q // m))
         return min(g.N, room // per_image, MAX_CHUNK_TILES // tiles)
 
     def __init__(self, g, dtype, m, has_bias, act, alpha, limit):
