@@ -91,6 +91,23 @@ def pad_fold(mode, I):
     return fold
 
 
+@functools.cache
+def pad_source(mode, I):
+    """source(i, n) in integer type I: where coordinate i reads from in [0, n), or -1 (zeros padding,
+    outside): pad_fold's reflection or wrap, then clamped into the input. A coordinate of the padded
+    input gets the mode's value; one past it (a staged tile's or a Winograd patch's unused halo) some
+    in-bounds element (zeros padding: zero), so nothing reads outside x."""
+    fold = pad_fold(mode, I)
+    ZEROS = mode == PAD_ZEROS
+
+    @cuda.jit(device=True, inline=True)
+    def source(i, n):
+        s = fold(i, n)
+        return s if ZEROS else min(max(s, I(0)), I(n - 1))
+
+    return source
+
+
 @cuda.jit(device=True, inline=True)
 def unflatten_nchw(e, C, P, Q):
     """(n, c, p, q) of flat index e into an (N, C, P, Q) array, q fastest (consecutive threads,
@@ -354,13 +371,7 @@ def stage_tile(dtype, mode):
     in-bounds element (or zero, for zeros padding), so every coordinate that is used gets the mode's
     value from one reflection or wrap (pad_fold) and none reads outside x."""
     ZERO = np.dtype(dtype).type(0)
-    fold = pad_fold(mode, int64)
-    ZEROS = mode == PAD_ZEROS
-
-    @cuda.jit(device=True, inline=True)
-    def source(i, n):
-        s = fold(i, n)
-        return s if ZEROS else min(max(s, int64(0)), n - 1)
+    source = pad_source(mode, int64)
 
     @cuda.jit(device=True, inline=True)
     def stage(sm, base, x, n, c, h0, w0, IH, IW, ty, tx, ny, nx):

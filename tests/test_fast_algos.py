@@ -3,6 +3,7 @@ F(4×4, 3×3) over the eligible cases of the forward grid, every padding form an
 
 import numpy as np
 import pytest
+from numba import cuda
 
 import gpuconv
 from conftest import rel_err
@@ -10,6 +11,7 @@ from gpuconv import gpu_conv2d
 from gpuconv import reference as ref
 from gpuconv._args import conv2d_geometry
 from gpuconv import winograd
+from gpuconv.kernels import _common
 from test_conv2d import GRID, run_poisoned
 
 WINO_TOL = {np.float32: 1e-4, np.float64: 1e-12}     # DESIGN: Winograd's float32 bound is 1e-4
@@ -56,6 +58,16 @@ def test_winograd_chunks_under_the_workspace_limit(rng):
     finally:
         gpuconv.set_workspace_limit(old)
     assert rel_err(got, ref.conv2d(x, w, padding=1)) < 1e-12
+
+
+def test_winograd_chunks_keep_their_tiles_within_int32():
+    """Planned without allocating: the transforms index a chunk's tiles in int32."""
+    g = conv2d_geometry((8, 1, 65538, 65538), (1, 1, 3, 3))          # 2**30 F(2×2) tiles per image
+    assert winograd.WinogradPlan.workspace_images(g, np.float32, 2, 2**60) == 1
+    assert winograd.WinogradPlan.workspace_images(g, np.float32, 4, 2**60) == 7      # 2**28 tiles: 7 fit
+    g = conv2d_geometry((1, 1, 2**17 + 2, 2**17 + 2), (1, 1, 3, 3))  # 2**32 tiles: none fits
+    with pytest.raises(ValueError, match="tiles per image"):
+        winograd.WinogradPlan.workspace_images(g, np.float32, 2, 2**60)
 
 
 @pytest.mark.parametrize("ws, kw, why", [
@@ -124,3 +136,41 @@ def test_winograd_one_inf_gives_the_issues_tile():
     x[0, 0, 1, 1] = np.inf
     y = gpu_conv2d(x, np.ones((1, 1, 3, 3), np.float32), padding=1, algo="winograd")[0, 0]
     assert np.isposinf(y).sum() == 9 and np.isfinite(y).sum() == 7
+
+
+def _strided(x):
+    """A non-contiguous device view holding x (every other element of a wider last axis)."""
+    wide = np.zeros(x.shape[:-1] + (2 * x.shape[-1],), x.dtype)
+    wide[..., ::2] = x
+    return cuda.to_device(wide)[..., ::2]
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize("contiguous", [True, False])
+@pytest.mark.parametrize("algo", ["winograd", "winograd_2x2"])
+def test_winograd_launch_and_image_chunks(rng, monkeypatch, algo, contiguous):
+    """Channels and filters over several grid-y launches (the limit lowered to 2), one image per
+    workspace chunk, C-contiguous (dense variants) or strided x and out (general variants), and a NaN
+    in the second image only: each chunk's fix-up pass sees its own tiles."""
+    monkeypatch.setattr(_common, "MAX_GRID_YZ", 2)
+    x = rng.standard_normal((2, 3, 7, 6))
+    x[1, 2, 3, 3] = np.nan
+    w = rng.standard_normal((3, 3, 3, 3))
+    b = rng.standard_normal(3)
+    m = winograd.ALGOS[algo]
+    g = conv2d_geometry(x.shape, w.shape, padding=1)
+    a2, tiles = (m + 2) ** 2, -(-g.P // m) * -(-g.Q // m)
+    old = gpuconv.set_workspace_limit(8 * (a2 * 9 + 1 + a2 * 6 * tiles) + 100)    # U, flag, one image's V and M
+    try:
+        assert winograd.WinogradPlan.workspace_images(g, np.float64, m, gpuconv.workspace_limit()) == 1
+        view = cuda.to_device if contiguous else _strided
+        out = view(np.full(g.out_shape, -7.0))
+        gpu_conv2d(view(x), view(w), view(b), padding=1, activation="tanh", algo=algo, out=out)
+    finally:
+        gpuconv.set_workspace_limit(old)
+    got = out.copy_to_host()
+    want = gpu_conv2d(x, w, b, padding=1, activation="tanh", algo="direct")
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    assert np.isnan(want[1]).any() and not np.isnan(want[0]).any()
+    finite = ~np.isnan(want)
+    assert rel_err(got[finite], ref.conv2d(x, w, b, padding=1, activation="tanh")[finite]) < 1e-12

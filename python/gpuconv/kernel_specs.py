@@ -21,11 +21,13 @@ dtype's size; DRAM traffic counts each unique input byte once and every output b
   from L2) and write 16×32, over 128 threads: 8b per thread;
 - Winograd F(m×m, 3×3) transforms, per thread: filter reads 9, writes a² (a = m + 2); input reads
   m² fresh and writes a²; output reads a² and writes m² — F(4×4): 45b, 52b, 52b; F(2×2): 25b, 20b, 20b.
+  Their fix-up pass (non-finite tiles only) is measured as a compute kernel, on its direct recomputation.
 
 Kernels with a dense and a general variant (C-contiguous arrays with int32 offsets inside a plane,
 against any strides and sizes) are measured in both; the dense one is what runs in the common case.
 Specialisations compiled per call (pooling windows, divisor rules, padding modes, activations) are
-measured on the standard case's: 3×3 windows, zeros padding, relu for the direct kernels. The
+measured on the standard case's: 3×3 windows, zeros padding, relu for the direct kernels and the
+Winograd output transform. The
 per-element pooling backward (large strides or windows) is measured on the same geometry, at 1.25b + 2
 and 1.25b per input element, its loops counted twice each.
 """
@@ -186,15 +188,23 @@ def _data_grad_args(dtype):
         (types.UniTuple(types.uint32, 10),) + _plane_tail()
 
 
-def _wino_output_args(dtype):
-    """(M, y, bias, x, w, img0, TH, TW, pt, pl, mode, has_bias, alpha): x and w recompute a tile whose
-    result is not finite."""
-    from numba import types
+def _wino_args(kind, layout="C"):
+    """Args of the Winograd transforms as their launchers pass them: user arrays (w, x, y, bias) of
+    `layout` (strided in general; weights and bias always), workspace arrays (U, V, M, flag) C-contiguous."""
+    def args(dtype):
+        from numba import types
 
-    t = _numba_t(dtype)
-    a4 = types.Array(t, 4, "A")
-    return (types.Array(t, 3, "A"), a4, types.Array(t, 1, "A"), a4, a4) + (types.int64,) * 6 + \
-        (types.boolean, t)
+        t = _numba_t(dtype)
+        a4, ws3, flag = types.Array(t, 4, layout), types.Array(t, 3, "C"), types.Array(t, 1, "C")
+        tail = (types.UniTuple(types.uint32, 4), types.int64)
+        if kind == "filter":
+            return (types.Array(t, 4, "A"), ws3, types.int64)
+        if kind == "input":
+            return (a4, ws3, flag) + (types.int64,) * 5 + tail
+        # output: (M, y, bias, x, w, flag, img0, pt, pl, mode, tiles, TW, has_bias, alpha, mags, k0)
+        return (ws3, a4, types.Array(t, 1, "A"), types.Array(t, 4, "A"), types.Array(t, 4, "A"), flag) + \
+            (types.int64,) * 6 + (types.boolean, t) + tail
+    return args
 
 
 _TC_KINDS = {"float16": "f16", "bfloat16": "bf16", "float32": "tf32"}
@@ -264,15 +274,24 @@ def kernel_specs() -> list[KernelSpec]:
     ]
     for m in winograd.TILE_SIZES:
         a2 = (m + 2) ** 2
+        wi, wo = winograd.input_transform_kernel, winograd.output_transform_kernel
         specs += [
-            # grid-striding: one filter / patch / tile per iteration of the outer loop; loops inside it (the
-            # output transform's cold recomputation of a non-finite tile among them) count once
-            KernelSpec(f"winograd{m}_filter", P(winograd.filter_transform_kernel, m=m), _arrays_then((4, 3), 0),
-                       True, 0, winograd.THREADS, "memory", "outer", 1, 9 + a2),
-            KernelSpec(f"winograd{m}_input", P(winograd.input_transform_kernel, m=m), _arrays_then((4, 3), 6),
-                       True, 0, winograd.TRANSFORM_THREADS, "memory", "outer", 1, m * m + a2),
-            KernelSpec(f"winograd{m}_output", P(winograd.output_transform_kernel, m=m, act=ACT_RELU), _wino_output_args,
-                       True, 0, winograd.TRANSFORM_THREADS, "memory", "outer", 1, a2 + m * m),
+            # a thread per filter, patch or tile, its loops unrolled: the whole kernel is one iteration
+            KernelSpec(f"winograd{m}_filter", P(winograd.filter_transform_kernel, m=m), _wino_args("filter"),
+                       True, 0, winograd.THREADS, "memory", "kernel", 1, 9 + a2),
+            KernelSpec(f"winograd{m}_input", P(wi, m=m), _wino_args("input"), True, 0, winograd.TRANSFORM_THREADS,
+                       "memory", "kernel", 1, m * m + a2),
+            KernelSpec(f"winograd{m}_input_general", P(wi, m=m, dense=False), _wino_args("input", "A"), True, 0,
+                       winograd.TRANSFORM_THREADS, "memory", "kernel", 1, m * m + a2),
+            KernelSpec(f"winograd{m}_output", P(wo, m=m, act=ACT_RELU), _wino_args("output"), True, 0,
+                       winograd.TRANSFORM_THREADS, "memory", "kernel", 1, a2 + m * m),
+            KernelSpec(f"winograd{m}_output_general", P(wo, m=m, act=ACT_RELU, dense=False),
+                       _wino_args("output", "A"), True, 0, winograd.TRANSFORM_THREADS, "memory", "kernel", 1,
+                       a2 + m * m),
+            # the fix-up pass: nothing but a flag read unless a tile was not finite; then the direct
+            # recomputation's inner loop (a cold path, measured as the general direct kernel is)
+            KernelSpec(f"winograd{m}_fixup", P(wo, m=m, act=ACT_RELU, dense=False, fixup=True),
+                       _wino_args("output", "A"), True, 0, winograd.TRANSFORM_THREADS, "compute", "fma_inner"),
         ]
     from gpuconv.kernels import gemm_tc, mma
 

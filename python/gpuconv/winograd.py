@@ -1,8 +1,9 @@
 """gpu_conv2d(algo="winograd" | "winograd_2x2"): F(4×4, 3×3) or F(2×2, 3×3) on gpuconv.kernels.winograd
 and our GEMM, for 3×3 stride-1 dilation-1 ungrouped layers (any padding form and mode).
 
-Workspace per image: a²·(C + K)·tiles elements (V and M), plus a²·K·C for U; images are processed in
-chunks so it stays under `gpuconv.set_workspace_limit`.
+Workspace per image: a²·(C + K)·tiles elements (V and M), plus a²·K·C for U and one element for the
+non-finite flag; images are processed in chunks so it stays under `gpuconv.set_workspace_limit` (and a
+chunk's tiles under 2**31).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from gpuconv.kernels import winograd as kwino
 from . import _interop
 
 ALGOS = {"winograd": 4, "winograd_2x2": 2}
+# Tiles in one chunk, at most: the transforms' int32 tile index, with a block's headroom.
+MAX_CHUNK_TILES = _common.INT32_MAX - 1024
 
 
 def ineligible(g) -> str | None:
@@ -40,12 +43,17 @@ class WinogradPlan:
         if why:
             raise ValueError(f"algo='winograd' needs {why}")
         a2, isz = (m + 2) ** 2, np.dtype(dtype).itemsize
-        per_image = a2 * (g.C + g.K) * (-(-g.P // m)) * (-(-g.Q // m)) * isz
-        room = limit - a2 * g.K * g.C * isz
+        tiles = (-(-g.P // m)) * (-(-g.Q // m))
+        if tiles > MAX_CHUNK_TILES:
+            raise ValueError(f"algo='winograd' needs fewer than 2**31 tiles per image (output {g.P}×{g.Q}: {tiles}); "
+                             "use another algo")
+        per_image = a2 * (g.C + g.K) * tiles * isz
+        room = limit - a2 * g.K * g.C * isz - isz          # U, and the non-finite flag
         if room < per_image:
             raise ValueError(f"the Winograd workspace for one image ({per_image + a2 * g.K * g.C * isz} B) exceeds the "
                              f"workspace limit ({limit} B); raise it with gpuconv.set_workspace_limit or use another algo")
-        return min(g.N, room // per_image)
+        # the transforms index a chunk's tiles in int32 (gpuconv.kernels.winograd): cap the images per chunk
+        return min(g.N, room // per_image, MAX_CHUNK_TILES // tiles)
 
     def __init__(self, g, dtype, m, has_bias, act, alpha, limit):
         self.images = self.workspace_images(g, dtype, m, limit)
@@ -67,8 +75,9 @@ class WinogradPlan:
         g, isz, a2 = self.g, self.dtype.itemsize, self.a2
         tiles = self.TH * self.TW
         n_ws = a2 * g.K * g.C + self.images * a2 * (g.C + g.K) * tiles
-        _, buf = _interop.allocate((n_ws,), self.dtype, kind, like, s)
+        _, buf = _interop.allocate((n_ws + 1,), self.dtype, kind, like, s)
         U = _interop.dense_view(buf, (a2, g.K, g.C))
+        flag = _interop.dense_view(buf[n_ws:], (1,))     # raised by a non-finite tile (last: U stays aligned)
         self.filters(dw, U, s)
         off = a2 * g.K * g.C * isz
         for img0 in range(0, g.N, self.images):
@@ -76,9 +85,9 @@ class WinogradPlan:
             T = nb * tiles
             V = _interop.dense_view(buf[off // isz:], (a2, g.C, T))
             M = _interop.dense_view(buf[(off // isz) + a2 * g.C * T:], (a2, g.K, T))
-            self.inputs(dx, V, img0, s)
+            self.inputs(dx, V, flag, img0, s)
             self._gemm(nb)(U, V, M, db, 0, 0, s)
-            self.outputs(M, dy, db, dx, dw, img0, s)
+            self.outputs(M, dy, db, dx, dw, flag, img0, s)
 
 
 @functools.lru_cache(maxsize=1024)
