@@ -10,7 +10,7 @@ from numba import cuda
 
 from gpuconv.kernels import _common, direct
 
-from . import _args, _interop, autotune, im2col, winograd
+from . import _args, _interop, _precision, autotune, im2col, winograd
 
 ALGOS = ("auto", "direct", "im2col", "im2col_cublas", "implicit_gemm", "winograd", "winograd_2x2")
 GEMM_ALGOS = ("im2col", "im2col_cublas", "implicit_gemm", "winograd", "winograd_2x2")
@@ -85,6 +85,11 @@ def gpu_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     result, nothing launched). A device out= must not overlap x, weight or bias. Raises
     ValueError/TypeError before anything is allocated or launched.
     """
+    if _precision.any_half(x, weight, bias):
+        return _precision.widened(
+            lambda x, w, b, s, o: gpu_conv2d(x, w, b, stride, padding, dilation, groups, padding_mode=padding_mode,
+                                             activation=activation, algo=algo, out=o, stream=s, _kernel=_kernel),
+            [("x", x), ("weight", weight), ("bias", bias)], out, stream)
     if _interop.ndim(x) == 3:
         return _interop.call_unbatched(
             lambda x4, out4: gpu_conv2d(x4, weight, bias, stride, padding, dilation, groups, padding_mode=padding_mode,

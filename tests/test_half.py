@@ -1,0 +1,141 @@
+"""float16 and bfloat16 through every public op, against the float64 reference on the same inputs
+rounded to the dtype.
+
+The bound: float32 accumulation, then one rounding of each result to the dtype, so the relative error
+‖out − ref‖ / ‖ref‖ is at most the dtype's unit roundoff u (2^-11 float16, 2^-8 bfloat16) plus float32's
+accumulated error K · 2^-24 (K terms per output) — the ops here have K ≤ 200, so u + 200·2^-24 ≈ u.
+Max pooling only selects, so it is exact. Tiny shapes: these run in the simulator."""
+
+import ml_dtypes
+import numpy as np
+import pytest
+from numba import cuda
+
+import gpuconv
+from conftest import rel_err
+from gpuconv import reference as ref
+
+DTYPES = {"float16": np.dtype(np.float16), "bfloat16": np.dtype(ml_dtypes.bfloat16)}
+UNIT = {"float16": 2.0 ** -11, "bfloat16": 2.0 ** -8}
+
+
+def bound(name, k=200):
+    return UNIT[name] + k * 2.0 ** -24
+
+
+def rounded(rng, shape, dt):
+    """(the 16-bit array, its values as float64)."""
+    h = rng.standard_normal(shape).astype(np.float32).astype(dt)
+    return h, h.astype(np.float64)
+
+
+def f64(a):
+    return np.asarray(a).astype(np.float64)
+
+
+# (name, the op on 16-bit arrays, the reference on float64 arrays, K: terms per output, exact?)
+def _conv(x, w, b):
+    return gpuconv.gpu_conv2d(x, w, b, padding=1, algo="direct")
+
+
+def _conv_ref(x, w, b):
+    return ref.conv2d(x, w, b, padding=1)
+
+
+OPS = [
+    ("conv2d direct", _conv, _conv_ref),
+    ("conv_transpose2d", lambda x, w, b: gpuconv.gpu_conv_transpose2d(x, w.transpose(1, 0, 2, 3).copy(), b, stride=2),
+     lambda x, w, b: ref.conv_transpose2d(x, w.transpose(1, 0, 2, 3).copy(), b, stride=2)),
+    ("avg_pool2d", lambda x, w, b: gpuconv.gpu_avg_pool2d(x, 3, 2, 1), lambda x, w, b: ref.avg_pool2d(x, 3, 2, 1)),
+    ("global_avg_pool2d", lambda x, w, b: gpuconv.gpu_global_avg_pool2d(x), lambda x, w, b: ref.global_avg_pool2d(x)),
+    ("max_pool2d", lambda x, w, b: gpuconv.gpu_max_pool2d(x, 3, 2, 1), lambda x, w, b: ref.max_pool2d(x, 3, 2, 1)),
+    ("global_max_pool2d", lambda x, w, b: gpuconv.gpu_global_max_pool2d(x), lambda x, w, b: ref.global_max_pool2d(x)),
+]
+
+
+@pytest.mark.parametrize("name", DTYPES)
+@pytest.mark.parametrize("op, fn, ref_fn", OPS, ids=[o[0] for o in OPS])
+def test_forward_ops(rng, name, op, fn, ref_fn):
+    dt = DTYPES[name]
+    x, x64 = rounded(rng, (2, 4, 7, 7), dt)
+    w, w64 = rounded(rng, (4, 4, 3, 3), dt)
+    b, b64 = rounded(rng, (4,), dt)
+    y = fn(x, w, b)
+    assert isinstance(y, np.ndarray) and y.dtype == dt
+    err = rel_err(f64(y), ref_fn(x64, w64, b64))
+    assert err == 0 if "max" in op else err <= bound(name)
+
+
+@pytest.mark.parametrize("name", DTYPES)
+def test_backward_ops(rng, name):
+    """Conv and transposed-conv gradients and the pooling gradients, each result in the dtype."""
+    dt = DTYPES[name]
+    x, x64 = rounded(rng, (1, 3, 5, 5), dt)
+    w, w64 = rounded(rng, (2, 3, 3, 3), dt)
+    go, go64 = rounded(rng, (1, 2, 5, 5), dt)
+    got = gpuconv.gpu_conv2d_backward(go, x, w, padding=1)
+    want = ref.conv2d_backward(go64, x64, w64, padding=1)
+    for g, r in zip(got, want):
+        assert g.dtype == dt and rel_err(f64(g), r) <= bound(name)
+    # transposed convolution of go (2 channels -> 3) with weight w (2, 3, 3, 3): gradients w.r.t. go and w
+    got = gpuconv.gpu_conv_transpose2d_backward(x, go, w, padding=1, needs=("input", "weight"))
+    y_ref = ref.conv_transpose2d(go64, w64, padding=1)
+    assert y_ref.shape == x.shape
+    assert got[0].dtype == dt and rel_err(f64(got[0]), ref.conv2d(x64, w64, padding=1)) <= bound(name)
+    assert got[2] is None
+    y, idx = gpuconv.gpu_max_pool2d(x, 2, return_indices=True)
+    assert idx.dtype == np.int64
+    pgo, pgo64 = rounded(rng, y.shape, dt)
+    gx = gpuconv.gpu_max_pool2d_backward(pgo, x, 2, indices=idx)
+    assert gx.dtype == dt and rel_err(f64(gx), ref.max_pool2d_backward(pgo64, x64, 2)) == 0
+    gx = gpuconv.gpu_avg_pool2d_backward(pgo, x, 2)
+    assert gx.dtype == dt and rel_err(f64(gx), ref.avg_pool2d_backward(pgo64, x64, 2)) <= bound(name)
+
+
+def test_rounds_to_nearest_even():
+    """Results are rounded, not truncated: a global average landing halfway between two bfloat16 values
+    goes to the even one, just above halfway goes up."""
+    bf = DTYPES["bfloat16"]
+    one_up = np.float32(1 + 2.0 ** -7)                          # the bfloat16 after 1.0
+    x = np.array([1.0, float(one_up)], np.float32).astype(bf).reshape(1, 1, 1, 2)   # mean: 1 + 2^-8, a tie
+    assert float(gpuconv.gpu_global_avg_pool2d(x).item()) == 1.0
+    x = np.array([1.0, float(one_up), float(one_up), float(one_up)], np.float32).astype(bf).reshape(1, 1, 2, 2)
+    assert float(gpuconv.gpu_global_avg_pool2d(x).item()) == float(one_up)   # 1 + 1.5·2^-8: nearer the upper
+
+
+def test_interop_and_out(rng):
+    """Device arrays stay on the device with the input's dtype; out= is filled in place; PyTorch bfloat16
+    tensors come back as PyTorch bfloat16 tensors."""
+    x, x64 = rounded(rng, (1, 2, 5, 5), np.float16)
+    d = gpuconv.gpu_avg_pool2d(cuda.to_device(x), 2)
+    assert hasattr(d, "copy_to_host") and d.dtype == np.float16       # a Numba device array
+    out = np.full((1, 2, 2, 2), np.nan, np.float16)
+    assert gpuconv.gpu_avg_pool2d(x, 2, out=out) is out
+    assert rel_err(f64(out), ref.avg_pool2d(x64, 2)) <= bound("float16")
+    torch = pytest.importorskip("torch")
+    t = torch.from_numpy(x.astype(np.float32)).to(torch.bfloat16)
+    y = gpuconv.gpu_max_pool2d(t, 2)
+    assert isinstance(y, torch.Tensor) and y.dtype == torch.bfloat16
+    assert torch.equal(y, torch.nn.functional.max_pool2d(t, 2))
+
+
+def test_errors_before_any_allocation(rng, monkeypatch):
+    """A 16-bit call is checked whole (dtype, side and every shape) before anything is widened."""
+    x = rng.standard_normal((1, 4, 6, 6)).astype(np.float16)
+    w = rng.standard_normal((2, 4, 3, 3)).astype(np.float16)
+    monkeypatch.setattr(cuda, "to_device", lambda *a, **k: (_ for _ in ()).throw(AssertionError("allocated")))
+    monkeypatch.setattr(cuda, "device_array", lambda *a, **k: (_ for _ in ()).throw(AssertionError("allocated")))
+    with pytest.raises(TypeError, match="mixed dtypes: x is float16 but weight is float32"):
+        gpuconv.gpu_conv2d(x, w.astype(np.float32))
+    with pytest.raises(TypeError, match="x must be float32, float64, float16 or bfloat16, got int16"):
+        gpuconv.gpu_conv2d(x.view(np.int16), w.view(np.int16))
+    with pytest.raises(ValueError, match="has 2 input channels per group"):
+        gpuconv.gpu_conv2d(x, w[:, :2])
+    with pytest.raises(ValueError, match=r"out must have shape \(1, 2, 4, 4\)"):
+        gpuconv.gpu_conv2d(x, w, out=np.zeros((1, 2, 3, 3), np.float16))
+    with pytest.raises(TypeError, match="out must have dtype float16"):
+        gpuconv.gpu_conv2d(x, w, out=np.zeros((1, 2, 4, 4), np.float32))
+    with pytest.raises(ValueError, match="grad_out must have the forward's output shape"):
+        gpuconv.gpu_conv2d_backward(x, x, w)
+    with pytest.raises(TypeError, match="indices must be int64"):
+        gpuconv.gpu_max_pool2d_backward(x[:, :, :3, :3], x, 2, indices=np.zeros((1, 4, 3, 3), np.int32))
