@@ -343,6 +343,8 @@ def host_result(y, kind):
     if kind == "torch_cpu":
         import torch
 
+        if y.dtype == HALF_DTYPES[1]:            # PyTorch does not take NumPy's bfloat16: move the bits
+            return torch.from_numpy(y.view(np.int16)).view(torch.bfloat16)
         return torch.from_numpy(y)
     return y
 

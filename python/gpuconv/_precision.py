@@ -13,6 +13,8 @@ rounding per result, as PyTorch's half-precision kernels; the cost is the tempor
 
 from __future__ import annotations
 
+import functools
+
 import ml_dtypes
 import numpy as np
 from numba import cuda
@@ -63,6 +65,13 @@ def tf32_wanted(flag, dtype) -> bool:
     elif not isinstance(flag, (bool, np.bool_)):
         raise TypeError(f"allow_tf32 must be a bool or None, got {flag!r}")
     return bool(flag) and np.dtype(dtype) == np.dtype(np.float32)
+
+
+def tc_kind(dtype, allow_tf32):
+    """The tensor-core GEMM's kind for a call ("f16", "bf16", "tf32"), or None for the CUDA-core GEMM."""
+    if np.dtype(dtype) in HALF_DTYPES:
+        return fmt(dtype)
+    return "tf32" if tf32_wanted(allow_tf32, dtype) else None
 
 
 # ----------------------------------------------------------------------------- detection and bit views
@@ -148,6 +157,44 @@ def bits_result(res, d_bits, dtype, kind, out, s):
 
         return torch.from_numpy(y.view(np.int16)).view(_torch_dtype(dtype))
     return y.view(dtype)
+
+
+# ----------------------------------------------------------------------------- kernels reading 16-bit data natively
+
+
+@functools.lru_cache(maxsize=4)
+def _dummy(dtype):
+    return cuda.to_device(np.zeros(1, dtype=dtype))
+
+
+def operand(a, kind, dtype, s):
+    """The Numba device view a kernel reads: 16-bit operands as their uint16 bits."""
+    if np.dtype(dtype) in HALF_DTYPES:
+        return bits_view(a, kind, s)
+    return _interop.device_view(a, kind, s)
+
+
+def output(out, okind, shape, dtype, kind, like, s, reads):
+    """(what the caller will get, the Numba view the kernel writes): _interop.output, or for a 16-bit
+    result its uint16 bits (out= checked for overlap with the operands in `reads`)."""
+    if np.dtype(dtype) not in HALF_DTYPES:
+        return _interop.output(out, okind, shape, dtype, kind, like, s, reads)
+    res, bits = bits_output(out, okind, shape, dtype, kind, like, s)
+    if out is not None:
+        _interop.check_no_overlap(bits, reads)
+    return res, bits
+
+
+def result(res, d, dtype, kind, out, s):
+    """After the launches: the caller's result (_interop.result, or bits_result for a 16-bit one)."""
+    if np.dtype(dtype) in HALF_DTYPES:
+        return bits_result(res, d, dtype, kind, out, s)
+    return _interop.result(res, d, kind, out, s)
+
+
+def no_bias(dtype):
+    """The placeholder bias of a call without one (16-bit: a uint16 word)."""
+    return _dummy(BITS if np.dtype(dtype) in HALF_DTYPES else dtype)
 
 
 # ----------------------------------------------------------------------------- widening route
