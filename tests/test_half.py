@@ -139,3 +139,109 @@ def test_errors_before_any_allocation(rng, monkeypatch):
         gpuconv.gpu_conv2d_backward(x, x, w)
     with pytest.raises(TypeError, match="indices must be int64"):
         gpuconv.gpu_max_pool2d_backward(x[:, :, :3, :3], x, 2, indices=np.zeros((1, 4, 3, 3), np.int32))
+
+
+# ----------------------------------------------------------------------------- tensor cores
+# gpu_matmul, gpu_linear and gpu_conv2d's im2col read 16-bit data natively (gemm_tc); these tests forbid
+# the widening route so they fail if a call falls back to it. One or two 128×128 blocks each (the
+# simulator runs gemm_tc's 256 threads in Python: ~10 s a block and K step of 32). Each is also held to
+# PyTorch's CPU result in the same dtype: no worse than twice its error.
+
+
+@pytest.fixture
+def native(monkeypatch):
+    from gpuconv import _precision
+
+    monkeypatch.setattr(_precision, "widen", lambda *a, **k: (_ for _ in ()).throw(AssertionError("widened")))
+
+
+def no_worse_than_torch(err, torch_fn, want):
+    """err within twice PyTorch's CPU error in the dtype (its result from torch_fn()), where PyTorch runs it."""
+    torch = pytest.importorskip("torch")
+    try:
+        got = torch_fn(torch)
+    except RuntimeError:                 # an op this PyTorch build has no CPU kernel for in the dtype
+        return
+    assert err <= 2 * rel_err(got.float().numpy(), want) + 2.0 ** -24
+
+
+def _t(torch, a):
+    """A PyTorch CPU tensor of 16-bit NumPy array a, same dtype."""
+    if a.dtype == DTYPES["bfloat16"]:
+        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(a)
+
+
+@pytest.mark.parametrize("name", ["float16"])
+def test_matmul_tensor_cores(rng, native, name):
+    """b a transposed view (the other operand layout)."""
+    dt = DTYPES[name]
+    a, a64 = rounded(rng, (20, 30), dt)
+    bt, bt64 = rounded(rng, (24, 30), dt)
+    c = gpuconv.gpu_matmul(a, bt.T)
+    assert c.dtype == dt
+    want = a64 @ bt64.T
+    err = rel_err(f64(c), want)
+    assert err <= bound(name, 30)
+    no_worse_than_torch(err, lambda torch: _t(torch, a) @ _t(torch, bt).T, want)
+
+
+@pytest.mark.parametrize("name, activation", [("bfloat16", "sigmoid")])
+def test_linear_tensor_cores(rng, native, name, activation):
+    """Bias fused in the epilogue, sigmoid in the pass over the 16-bit result (two roundings: the
+    product's, then the activation's, as PyTorch's linear then sigmoid)."""
+    dt = DTYPES[name]
+    x, x64 = rounded(rng, (6, 2, 3, 4), dt)
+    w, w64 = rounded(rng, (10, 24), dt)
+    b, b64 = rounded(rng, (10,), dt)
+    y = gpuconv.gpu_linear(x, w, b, activation)
+    assert y.dtype == dt and y.shape == (6, 10)
+    want = ref.activation(ref.linear(x64.reshape(6, 24), w64, b64), activation)
+    assert rel_err(f64(y), want) <= 2 * bound(name, 24)
+
+
+@pytest.mark.parametrize("name, kwargs", [
+    ("float16", dict(padding=1, padding_mode="reflect", activation="relu")),        # fused epilogue
+    ("bfloat16", dict(padding=(1, 0), stride=2, groups=2, activation="elu")),      # groups: two GEMMs; late elu
+])
+def test_conv2d_im2col_tensor_cores(rng, native, name, kwargs):
+    dt = DTYPES[name]
+    x, x64 = rounded(rng, (1, 2 * kwargs.get("groups", 1), 6, 6), dt)        # C/groups·R·S = 18: one K step
+    w, w64 = rounded(rng, (4, 2, 3, 3), dt)
+    b, b64 = rounded(rng, (4,), dt)
+    act = kwargs.pop("activation")
+    y = gpuconv.gpu_conv2d(x, w, b, activation=act, **kwargs)            # "auto": im2col for 16-bit inputs
+    assert y.dtype == dt
+    z = ref.conv2d(x64, w64, b64, **kwargs)
+    err = rel_err(f64(y), ref.activation(z, act))
+    assert err <= (bound(name, 18) if act == "relu" else 2 * bound(name, 18))
+    if act == "relu":
+        no_worse_than_torch(err, lambda torch: torch.relu(torch.nn.functional.conv2d(
+            torch.nn.functional.pad(_t(torch, x), (1, 1, 1, 1), mode="reflect"), _t(torch, w), _t(torch, b))),
+            ref.activation(z, act))
+
+
+def test_tf32(rng):
+    """TF32 only when asked (keyword, or the module switch, which the keyword overrides): against a
+    reference on TF32-rounded inputs (cvt.rna: 10-bit mantissa) the products are exact in float32, so
+    only float32 accumulation remains; the exact-input reference sees the operand rounding."""
+    a = rng.standard_normal((20, 16)).astype(np.float32)                       # K = 16: one TF32 K step
+    b = rng.standard_normal((16, 24)).astype(np.float32)
+
+    def tf32(v):
+        return ((v.view(np.uint32) + 0x1000) & 0xFFFFE000).view(np.float32).astype(np.float64)
+
+    exact, rounded_ref = a.astype(np.float64) @ b, tf32(a) @ tf32(b)
+    assert gpuconv.allow_tf32() is False
+    assert rel_err(gpuconv.gpu_matmul(a, b), exact) < 1e-6                      # default: float32 FMA
+    old = gpuconv.set_allow_tf32(True)
+    try:
+        assert old is False and gpuconv.allow_tf32() is True
+        c = gpuconv.gpu_matmul(a, b)
+        assert rel_err(c, rounded_ref) < 20 * 2.0 ** -24
+        assert 2.0 ** -14 < rel_err(c, exact) < 2.0 ** -10                     # TF32's operand rounding
+        assert rel_err(gpuconv.gpu_matmul(a, b, allow_tf32=False), exact) < 1e-6
+    finally:
+        gpuconv.set_allow_tf32(old)
+    with pytest.raises(TypeError, match="allow_tf32 must be a bool"):
+        gpuconv.gpu_matmul(a, b, allow_tf32="yes")
