@@ -12,7 +12,7 @@ narrowed into the caller's 16-bit arrays. The activation pass is the GEMM path's
 import functools
 
 import numpy as np
-from numba import cuda, int64
+from numba import cuda, float32, int64
 
 from ._common import ACT_NONE, epilogue, striding_blocks, unflatten_nchw
 from ._half import from_f32, to_f32
@@ -31,6 +31,18 @@ def convert_kernel(src, dst):
     WIDE_IN = src == "f32"
     WIDE_OUT = dst == "f32"
 
+    @cuda.jit(device=True, inline=True)
+    def load(v):
+        if WIDE_IN:
+            return float32(v)
+        return to_f32(v, src)
+
+    @cuda.jit(device=True, inline=True)
+    def store(v):
+        if WIDE_OUT:
+            return v
+        return from_f32(v, dst)
+
     @cuda.jit
     def convert(x, y, act, alpha):              # x, y (N, C, P, Q), any strides (may be one array: in place)
         N, C, P, Q = y.shape
@@ -38,12 +50,7 @@ def convert_kernel(src, dst):
         start = int64(cuda.blockIdx.x) * cuda.blockDim.x + cuda.threadIdx.x
         for e in range(start, total, int64(cuda.gridDim.x) * cuda.blockDim.x):
             n, c, p, q = unflatten_nchw(e, C, P, Q)
-            v = x[n, c, p, q] if WIDE_IN else to_f32(x[n, c, p, q], src)
-            v = apply(v, act, alpha)
-            if WIDE_OUT:
-                y[n, c, p, q] = v
-            else:
-                y[n, c, p, q] = from_f32(v, dst)
+            y[n, c, p, q] = store(apply(load(x[n, c, p, q]), act, alpha))
 
     return convert
 
