@@ -245,3 +245,26 @@ def test_tf32(rng):
         gpuconv.set_allow_tf32(old)
     with pytest.raises(TypeError, match="allow_tf32 must be a bool"):
         gpuconv.gpu_matmul(a, b, allow_tf32="yes")
+
+
+def test_torch_modules(rng):
+    """gpuconv.torch in bfloat16: forward and autograd through the widened kernels, against PyTorch in
+    float64 on the same bfloat16 values."""
+    torch = pytest.importorskip("torch")
+    import gpuconv.torch as gt
+
+    torch.manual_seed(0)
+    conv = gt.Conv2d(2, 3, 3, padding=1, algo="direct").to(torch.bfloat16)
+    x = torch.randn(1, 2, 5, 5).to(torch.bfloat16).requires_grad_()
+    y = gt.MaxPool2d(2)(conv(x))
+    assert y.dtype == torch.bfloat16
+    y.float().square().sum().backward()
+    x64 = x.detach().double().requires_grad_()
+    w64 = conv.weight.detach().double().requires_grad_()
+    y64 = torch.nn.functional.max_pool2d(torch.nn.functional.conv2d(x64, w64, conv.bias.detach().double(), padding=1), 2)
+    y64.square().sum().backward()
+    assert rel_err(y.detach().double().numpy(), y64.detach().numpy()) <= bound("bfloat16", 18)
+    # gradients: grad_out 2·y is itself rounded to bfloat16, so two roundings
+    assert x.grad.dtype == torch.bfloat16 and conv.weight.grad.dtype == torch.bfloat16
+    assert rel_err(x.grad.double().numpy(), x64.grad.numpy()) <= 3 * bound("bfloat16", 27)
+    assert rel_err(conv.weight.grad.double().numpy(), w64.grad.numpy()) <= 3 * bound("bfloat16", 25)
