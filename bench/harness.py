@@ -1,6 +1,6 @@
 """Check every case, then (on a GPU) time it against its baseline in the same run.
 
-Method (shared/DESIGN.md): each case is checked first — against the float64 reference, or against
+Method: each case is checked first — against the float64 reference, or against
 cuDNN in float64 where the reference would be too slow — and only a case that passed is timed.
 Timing (bench/timing.py) uses CUDA events after a warm-up, median and p20/p80, the L2 flushed before
 each launch, and the host's wall time per call separately. Baselines: cuDNN through PyTorch (TF32
@@ -16,6 +16,7 @@ import platform
 import subprocess
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 
 import numpy as np
 
@@ -38,16 +39,28 @@ def rel_err(out, want):
 
 
 def _git_commit():
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-    except Exception:
+    """The checkout's commit when gpuconv runs from a source checkout (bench/ beside python/gpuconv); None
+    from an installed package, whatever repository the current directory is in."""
+    root = Path(__file__).resolve().parents[1]
+    if not (root / "python" / "gpuconv" / "__init__.py").exists():
         return None
+    try:
+        return subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _sizes(case, run):
+    """The size a row was run at, and (when the simulator ran a scaled copy) the case's own GPU size."""
+    return dict(size=run.describe()) | ({} if run is case else dict(gpu_size=case.describe()))
 
 
 def metadata(with_device=True):
     """What the run was on: date, commit, target, versions; on a GPU the device, clocks and baselines."""
     sim = gpuconv.SIMULATOR
     meta = dict(date=datetime.now(timezone.utc).isoformat(timespec="seconds"), git_commit=_git_commit(),
+                gpuconv_version=gpuconv.__version__,
                 target="simulator" if sim else "cuda", host=platform.node(), versions=gpuconv._runtime.describe(),
                 mode="parity only (CUDA simulator, simulator-sized shapes, no timings)" if sim else "parity + timing")
     if not sim and with_device:
@@ -126,7 +139,7 @@ def conv_row(case, algos, flush=None):
     g = conv2d_geometry(c.x_shape, c.w_shape, c.stride, c.padding, 1, c.groups)
     algos = [a for a in algos if not (a.startswith("winograd") and winograd.ineligible(g))]
     row = dict(kind="conv", name=c.name, tags=list(c.tags), x=c.x_shape, w=c.w_shape, stride=c.stride,
-               padding=c.padding, groups=c.groups, flops=g.flops, checks={})
+               padding=c.padding, groups=c.groups, flops=g.flops, checks={}, **_sizes(case, c))
     for a in algos:
         err, against = check_conv(c, a)
         row["checks"][a] = dict(rel_err=err, against=against, passed=err < TOL)
@@ -152,7 +165,7 @@ def pool_row(case, flush=None):
     g = pool2d_geometry(c.x_shape, c.kernel, c.stride, c.padding)
     nbytes = 4 * (int(np.prod(c.x_shape)) + int(np.prod(g.out_shape)))
     row = dict(kind="pool", name=c.name, op=c.op, x=c.x_shape, kernel=c.kernel, stride=c.stride, padding=c.padding,
-               bytes=nbytes)
+               bytes=nbytes, **_sizes(case, c))
     x = np.random.default_rng(1).standard_normal(c.x_shape).astype(np.float32)
     want = (ref.max_pool2d if c.op == "max" else ref.avg_pool2d)(x, c.kernel, c.stride, c.padding)
     err = rel_err(_pool(c, x), want)
@@ -185,7 +198,7 @@ def gemm_row(case, flush=None):
     sim = gpuconv.SIMULATOR
     c = case.scaled() if sim else case
     rng = np.random.default_rng(2)
-    row = dict(kind="gemm", name=c.name, M=c.M, N=c.N, K=c.K, flops=2 * c.M * c.N * c.K)
+    row = dict(kind="gemm", name=c.name, M=c.M, N=c.N, K=c.K, flops=2 * c.M * c.N * c.K, **_sizes(case, c))
     check = c if c.M * c.N * c.K <= 2e8 else c.scaled(512)      # NumPy float64 checks a slice-sized product
     a = rng.standard_normal((check.M, check.K)).astype(np.float32)
     b = rng.standard_normal((check.K, check.N)).astype(np.float32)
@@ -271,7 +284,7 @@ def dask_row(case, flush=None):
     c, chunk = case.layer, case.chunk
     g = conv2d_geometry(c.x_shape, c.w_shape, 1, c.padding)
     row = dict(kind="dask", name=c.name, x=c.x_shape, w=c.w_shape, padding=c.padding, chunk=chunk, flops=g.flops,
-               checks={})
+               checks={}, size=case.describe())
     reason = dask_skip_reason()
     if reason:
         row.update(skipped=reason, passed=None)

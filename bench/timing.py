@@ -1,4 +1,4 @@
-"""Device timing by the method of shared/DESIGN.md: warm-up, CUDA events, median and p20/p80, L2 flushed
+"""Device timing: warm-up, CUDA events, median and p20/p80, L2 flushed
 before every timed launch, and the host's wall time per call measured separately.
 
 Everything here needs a CUDA device and PyTorch (its events and allocator); the harness calls it only

@@ -11,7 +11,7 @@ import math
 
 import numba
 import numpy as np
-from numba import cuda
+from numba import cuda, int32, int64, uint32, uint64
 
 # padding modes, as torch.nn.Conv2d's padding_mode
 PAD_ZEROS = 0
@@ -57,6 +57,30 @@ def source_index(i, n, mode):
     return m if m < n else period - m
 
 
+@functools.cache
+def pad_fold(mode, I):
+    """fold(i, n) in integer type I: where padded coordinate i reads from in [0, n), or -1 (zeros
+    padding, outside), with the padding mode compiled in. One reflection or wrap, no division: valid for
+    -n <= i < 2n, which covers every coordinate of a padded input (reflect pads < n, circular <= n)."""
+    if mode == PAD_ZEROS:
+        @cuda.jit(device=True, inline=True)
+        def fold(i, n):
+            return i if (i >= 0) & (i < n) else I(-1)
+    elif mode == PAD_REPLICATE:
+        @cuda.jit(device=True, inline=True)
+        def fold(i, n):
+            return min(max(i, I(0)), I(n - 1))
+    elif mode == PAD_CIRCULAR:
+        @cuda.jit(device=True, inline=True)
+        def fold(i, n):
+            return I(i + n) if i < 0 else (I(i - n) if i >= n else i)
+    else:
+        @cuda.jit(device=True, inline=True)
+        def fold(i, n):
+            return I(-i) if i < 0 else (I(2 * n - 2 - i) if i >= n else i)
+    return fold
+
+
 @cuda.jit(device=True, inline=True)
 def unflatten_nchw(e, C, P, Q):
     """(n, c, p, q) of flat index e into an (N, C, P, Q) array, q fastest (consecutive threads,
@@ -88,80 +112,295 @@ def striding_blocks(total, threads):
     return max(1, min(-(-int(total) // threads), MAX_STRIDING_BLOCKS))
 
 
+# ----------------------------------------------------------------------------- index math without division
+#
+# A division by a runtime extent is a 64-bit division call in Numba (`//` and `%` on int64), and even a
+# 32-bit one is a ~20-instruction sequence. Kernels take their coordinates from the grid instead, and
+# where one division remains (a flat in-plane index into row and column), it is a multiply by a
+# host-computed magic number.
+
+INT32_MAX = 2**31 - 1
+
+
+def magic_numbers(d):
+    """(magic, shift) with (n · magic) >> shift == n // d for every 0 <= n < 2**31 (1 <= d < 2**31).
+
+    Granlund and Montgomery's round-up method: with 2**l >= d, magic = ceil(2**(31 + l) / d) < 2**32,
+    and the error magic·d − 2**(31+l) < d <= 2**l keeps every quotient of a 31-bit n exact."""
+    d = int(d)
+    if not 1 <= d <= INT32_MAX:
+        raise ValueError(f"divisor must be in [1, 2**31), got {d}")
+    shift = 31 + (d - 1).bit_length()
+    return np.uint32(-(-(1 << shift) // d)), np.uint32(shift)
+
+
+@cuda.jit(device=True, inline=True)
+def divmagic(n, magic, shift):
+    """n // d for 0 <= n < 2**31, given (magic, shift) = magic_numbers(d) as uint32: one 32×32 -> 64-bit
+    multiply and a shift."""
+    return int32((uint64(uint32(n)) * uint64(magic)) >> uint64(shift))
+
+
+def grid_chunks(n, limit=None):
+    """[(start, count)] covering range(n) in pieces of at most `limit` (default MAX_GRID_YZ: grid y and
+    z stop at 65535)."""
+    limit = MAX_GRID_YZ if limit is None else limit
+    return [(s, min(limit, n - s)) for s in range(0, max(int(n), 0), limit)]
+
+
+# ----------------------------------------------------------------------------- plane grids
+#
+# A kernel over the elements of an (N, C, P, Q) array takes each thread's coordinates from the grid, in
+# one of two variants compiled from the same source (a `dense` flag of its factory) and chosen per call:
+# - dense: every array C-contiguous and every plane's offsets within int32 (the wrapper proves it for
+#   the shape). Blocks walk a plane's P·Q elements flat (grid x) and the planes (grid y); (p, q) come
+#   from one magic-number division; offsets inside a plane are int32 from a 64-bit plane start, read
+#   and written through gpuconv.kernels._flat.
+# - general: any strides and any size. Blocks walk (row, column block) pairs (grid x: one magic
+#   division per thread, uniform across the block), channels (y) and images (z); int64 arithmetic and
+#   the arrays' own indexing. Extents past the grid's limits are split into several launches.
+# Both take the same trailing arguments (mag, sft, qblocks, o0, o1, o2): the magic numbers of the
+# division, the column blocks per row (general), and the offsets of this launch's chunk (general:
+# first row, channel and image; dense: first plane in o2).
+
+
+@cuda.jit(device=True, inline=True)
+def dense_coords(Q, mag, sft, o2):
+    """(e, p, q, plane): this thread's flat in-plane index (int32; may be past the plane's end, for the
+    caller to test), its row and column, and its plane (int64)."""
+    e = int32(cuda.blockIdx.x * cuda.blockDim.x + cuda.threadIdx.x)
+    p = divmagic(e, mag, sft)
+    return e, p, int32(e - p * Q), int64(o2) + cuda.blockIdx.y
+
+
+@cuda.jit(device=True, inline=True)
+def general_coords(mag, sft, qblocks, o0, o1, o2):
+    """(n, c, p, q) of this thread in a general plane grid (int64; q may be past the row's end)."""
+    b = int32(cuda.blockIdx.x)
+    r = divmagic(b, mag, sft)
+    q = int64(b - r * qblocks) * cuda.blockDim.x + cuda.threadIdx.x
+    return int64(o2) + cuda.blockIdx.z, int64(o1) + cuda.blockIdx.y, int64(o0) + r, q
+
+
+@functools.cache
+def plane_coords(dense):
+    """coords(P, Q, mag, sft, qblocks, o0, o1, o2) -> (inside, e, plane, n, c, p, q) of this thread in a
+    plane grid over P × Q planes: dense: e, plane, p, q (int32 but plane) set, n = c = 0; general: n, c,
+    p, q (int64) set, e = plane = 0. inside: whether (p, q) lies in the plane."""
+    I = int32 if dense else int64
+
+    @cuda.jit(device=True, inline=True)
+    def coords(P, Q, mag, sft, qblocks, o0, o1, o2):
+        if dense:
+            e, p, q, plane = dense_coords(Q, mag, sft, o2)
+            return e < I(P * Q), e, plane, int64(0), int64(0), p, q
+        n, c, p, q = general_coords(mag, sft, qblocks, o0, o1, o2)
+        return (p < P) & (q < Q), I(0), int64(0), n, c, p, q
+
+    return coords
+
+
+def plane_block(extent, threads):
+    """Threads per block for rows of `extent` elements: `threads`, or fewer (whole warps) for small ones."""
+    return max(32, min(threads, 32 * -(-int(extent) // 32)))
+
+
+def dense_plane_launches(planes, P, Q, threads):
+    """[(grid, block, tail)] of a dense plane grid over `planes` planes of P×Q elements."""
+    block = plane_block(P * Q, threads)
+    mag, sft = magic_numbers(Q)
+    return [((-(-(P * Q) // block), count), block, (mag, sft, 0, 0, 0, z0)) for z0, count in grid_chunks(planes)]
+
+
+def general_plane_launches(N, C, P, Q, threads):
+    """[(grid, block, tail)] of a general plane grid over (N, C, P, Q)."""
+    block = plane_block(Q, threads)
+    qblocks = -(-Q // block)
+    mag, sft = magic_numbers(qblocks)
+    rows = max(1, MAX_GRID_X // qblocks)
+    return [((qblocks * pc, cc, nc), block, (mag, sft, qblocks, p0, c0, n0))
+            for n0, nc in grid_chunks(N) for c0, cc in grid_chunks(C) for p0, pc in grid_chunks(P, rows)]
+
+
+def fits_int32(*extents):
+    """Do all these (non-negative) extents, offsets or products stay below 2**31 − 1024 (headroom for the
+    block that runs past a plane's end)?"""
+    return all(0 <= int(v) < INT32_MAX - 1024 for v in extents)
+
+
+def c_contiguous(*arrays):
+    """Are all these device arrays C-contiguous (the dense variant's precondition, checked per call)?"""
+    return all(a.is_c_contiguous() for a in arrays)
+
+
 @functools.cache
 def numba_type(dtype):
     return numba.from_dtype(np.dtype(dtype))
 
 
 @functools.cache
-def epilogue(dtype):
-    """apply(v, act, alpha): the activation `act` (an ACT_ code) of v, in v's own precision."""
+def _activations(dtype):
+    """{ACT_ code: f(v, alpha)}: each activation as its own device function, in v's own precision."""
     ZERO = np.dtype(dtype).type(0)
     ONE = np.dtype(dtype).type(1)
 
+    # comparisons written so NaN passes through, as PyTorch's activations let it
+    @cuda.jit(device=True, inline=True)
+    def relu(v, alpha):
+        return ZERO if v < ZERO else v
+
+    @cuda.jit(device=True, inline=True)
+    def leaky_relu(v, alpha):
+        return v * alpha if v < ZERO else v
+
+    @cuda.jit(device=True, inline=True)
+    def sigmoid(v, alpha):
+        return ONE / (ONE + math.exp(-v))
+
+    @cuda.jit(device=True, inline=True)
+    def tanh(v, alpha):
+        return math.tanh(v)
+
+    @cuda.jit(device=True, inline=True)
+    def elu(v, alpha):
+        return alpha * math.expm1(v) if v < ZERO else v
+
+    @cuda.jit(device=True, inline=True)
+    def identity(v, alpha):
+        return v
+
+    return {ACT_NONE: identity, ACT_RELU: relu, ACT_LEAKY_RELU: leaky_relu, ACT_SIGMOID: sigmoid, ACT_TANH: tanh,
+            ACT_ELU: elu}
+
+
+def activation_fn(dtype, act):
+    """f(v, alpha): the activation `act` (an ACT_ code) compiled in, for kernels specialised per activation."""
+    return _activations(dtype)[act]
+
+
+@functools.cache
+def epilogue(dtype):
+    """apply(v, act, alpha): the activation `act` (an ACT_ code) of v, in v's own precision."""
+    f = _activations(dtype)
+
+    relu, leaky_relu, sigmoid, tanh, elu = (f[a] for a in (ACT_RELU, ACT_LEAKY_RELU, ACT_SIGMOID, ACT_TANH, ACT_ELU))
+
     @cuda.jit(device=True, inline=True)
     def apply(v, act, alpha):
-        # comparisons written so NaN passes through, as PyTorch's activations let it
         if act == ACT_RELU:
-            return ZERO if v < ZERO else v
+            return relu(v, alpha)
         if act == ACT_LEAKY_RELU:
-            return v * alpha if v < ZERO else v
+            return leaky_relu(v, alpha)
         if act == ACT_SIGMOID:
-            return ONE / (ONE + math.exp(-v))
+            return sigmoid(v, alpha)
         if act == ACT_TANH:
-            return math.tanh(v)
+            return tanh(v, alpha)
         if act == ACT_ELU:
-            return alpha * math.expm1(v) if v < ZERO else v
+            return elu(v, alpha)
         return v
 
     return apply
 
 
 @functools.cache
-def stage_tile(dtype):
-    """stage(sm, base, x, n, c, h0, w0, IH, IW, mode, tid, nthreads): copy x[n, c, h0:h0+IH, w0:w0+IW],
-    padded by `mode`, into sm[base : base + IH*IW] (row-major), all threads of the block cooperating.
+def stage_tile(dtype, mode):
+    """stage(sm, base, x, n, c, h0, w0, IH, IW, ty, tx, ny, nx): copy x[n, c, h0:h0+IH, w0:w0+IW], padded
+    by `mode` (compiled in), into sm[base : base + IH*IW] (row-major), the block's ny × nx threads
+    cooperating: thread (ty, tx) takes rows ty, ty + ny, ... and in them columns tx, tx + nx, ...
+    (consecutive threads, consecutive columns: a row's global reads coalesce). No division.
 
-    Consecutive threads take consecutive columns, so global reads of a row coalesce.
-    """
+    A tile may reach past the padded input (rows and columns no output uses): those read a clamped,
+    in-bounds element (or zero, for zeros padding), so every coordinate that is used gets the mode's
+    value from one reflection or wrap (pad_fold) and none reads outside x."""
     ZERO = np.dtype(dtype).type(0)
+    fold = pad_fold(mode, int64)
+    ZEROS = mode == PAD_ZEROS
 
     @cuda.jit(device=True, inline=True)
-    def stage(sm, base, x, n, c, h0, w0, IH, IW, mode, tid, nthreads):
+    def source(i, n):
+        s = fold(i, n)
+        return s if ZEROS else min(max(s, int64(0)), n - 1)
+
+    @cuda.jit(device=True, inline=True)
+    def stage(sm, base, x, n, c, h0, w0, IH, IW, ty, tx, ny, nx):
         H = x.shape[2]
         W = x.shape[3]
-        for e in range(tid, IH * IW, nthreads):
-            hs = source_index(h0 + e // IW, H, mode)
-            ws = source_index(w0 + e % IW, W, mode)
-            v = ZERO
-            if hs >= 0 and ws >= 0:
-                v = x[n, c, hs, ws]
-            sm[base + e] = v
+        xn, xc = uint64(n), uint64(c)
+        for ih in range(int64(ty), IH, ny):
+            hs = source(int64(h0 + ih), H)
+            row = uint64(base + ih * IW)
+            for iw in range(int64(tx), IW, nx):
+                ws = source(int64(w0 + iw), W)
+                v = ZERO
+                if (hs >= 0) & (ws >= 0):
+                    v = x[xn, xc, uint64(hs), uint64(ws)]
+                sm[row + uint64(iw)] = v
 
     return stage
+
+
+@functools.cache
+def _activation_grads(dtype):
+    """{ACT_ code: f'(z, alpha)}: each activation's derivative at the pre-activation z, as PyTorch's
+    backward formulas (relu's is 0 at z = 0)."""
+    ZERO = np.dtype(dtype).type(0)
+    ONE = np.dtype(dtype).type(1)
+
+    @cuda.jit(device=True, inline=True)
+    def relu(z, alpha):
+        return ONE if z > ZERO else ZERO
+
+    @cuda.jit(device=True, inline=True)
+    def leaky_relu(z, alpha):
+        return ONE if z > ZERO else alpha
+
+    @cuda.jit(device=True, inline=True)
+    def sigmoid(z, alpha):
+        s = ONE / (ONE + math.exp(-z))
+        return s * (ONE - s)
+
+    @cuda.jit(device=True, inline=True)
+    def tanh(z, alpha):
+        t = math.tanh(z)
+        return ONE - t * t
+
+    @cuda.jit(device=True, inline=True)
+    def elu(z, alpha):
+        return ONE if z > ZERO else alpha * math.exp(z)
+
+    @cuda.jit(device=True, inline=True)
+    def identity(z, alpha):
+        return ONE
+
+    return {ACT_NONE: identity, ACT_RELU: relu, ACT_LEAKY_RELU: leaky_relu, ACT_SIGMOID: sigmoid, ACT_TANH: tanh,
+            ACT_ELU: elu}
+
+
+def activation_grad_fn(dtype, act):
+    """f'(z, alpha) of the activation `act` compiled in."""
+    return _activation_grads(dtype)[act]
 
 
 @functools.cache
 def epilogue_grad(dtype):
     """grad(z, act, alpha): d act / dz at the pre-activation z (1 for no activation), as PyTorch's
     backward formulas (relu's is 0 at z = 0)."""
-    ZERO = np.dtype(dtype).type(0)
+    f = _activation_grads(dtype)
+    relu, leaky_relu, sigmoid, tanh, elu = (f[a] for a in (ACT_RELU, ACT_LEAKY_RELU, ACT_SIGMOID, ACT_TANH, ACT_ELU))
     ONE = np.dtype(dtype).type(1)
 
     @cuda.jit(device=True, inline=True)
     def grad(z, act, alpha):
         if act == ACT_RELU:
-            return ONE if z > ZERO else ZERO
+            return relu(z, alpha)
         if act == ACT_LEAKY_RELU:
-            return ONE if z > ZERO else alpha
+            return leaky_relu(z, alpha)
         if act == ACT_SIGMOID:
-            s = ONE / (ONE + math.exp(-z))
-            return s * (ONE - s)
+            return sigmoid(z, alpha)
         if act == ACT_TANH:
-            t = math.tanh(z)
-            return ONE - t * t
+            return tanh(z, alpha)
         if act == ACT_ELU:
-            return ONE if z > ZERO else alpha * math.exp(z)
+            return elu(z, alpha)
         return ONE
 
     return grad

@@ -4,83 +4,138 @@ take it fused, the gradient through an activation, go · act'(z), and a fill (ze
 The GEMM's epilogue must unroll for its register block to stay in registers, and the transcendental
 activations (sigmoid, tanh, elu) make it too large to unroll at 8×8 per thread; the GEMM path runs
 them here instead, as one read and one write of the output after the product.
+
+Each kernel is compiled per activation (the code of one activation only), in two variants chosen per
+call: dense (every array C-contiguous: the arrays are walked flat, PER_THREAD elements per thread,
+each a constant offset from the thread's first) and general (any strides: a plane grid, see
+gpuconv.kernels._common, one element per thread).
 """
 
 import functools
 
 import numpy as np
-from numba import cuda, int64
+from numba import cuda, int32, int64, uint64
 
-from ._common import epilogue, epilogue_grad, striding_blocks, unflatten_nchw
+from ._common import (activation_fn, activation_grad_fn, c_contiguous, general_coords, general_plane_launches,
+                      striding_blocks)
+from ._flat import load, store
 
 THREADS = 256
+# Elements per thread of the dense variant, THREADS apart (a warp's accesses stay coalesced): the
+# thread's start and bounds are computed once for all of them.
+PER_THREAD = 4
+
+
+@cuda.jit(device=True, inline=True)
+def _dense_start(total):
+    """(first flat index of this thread, elements left from it, capped to fit int32)."""
+    first = int64(cuda.blockIdx.x) * (THREADS * PER_THREAD) + cuda.threadIdx.x
+    return first, int32(min(total - first, int64(THREADS * PER_THREAD)))
+
+
+def _dense_blocks(total):
+    return max(1, -(-int(total) // (THREADS * PER_THREAD)))
+
+
+class _ElementwiseLauncher:
+    """launch(arrays, scalars, stream) of a dense/general kernel pair over arrays of one 4-D shape."""
+
+    def __init__(self, factory, shape):
+        N, C, P, Q = shape
+        self.dense, self.general = factory(dense=True), factory(dense=False)
+        self.blocks = _dense_blocks(N * C * P * Q)
+        self.general_plan = general_plane_launches(N, C, P, Q, THREADS)
+        self.dense_tail = (np.uint32(0), np.uint32(0), 0, 0, 0, 0)
+
+    def __call__(self, arrays, scalars, stream):
+        if c_contiguous(*arrays):
+            self.dense[self.blocks, THREADS, stream](*arrays, *scalars, *self.dense_tail)
+            return
+        for grid, block, tail in self.general_plan:
+            self.general[grid, block, stream](*arrays, *scalars, *tail)
 
 
 @functools.cache
-def activation_kernel(dtype):
-    apply = epilogue(dtype)
+def activation_kernel(dtype, act, dense=True):
+    """y = act(y) in place (act an ACT_ code, compiled in). Fills y."""
+    apply = activation_fn(dtype, act)
 
     @cuda.jit
-    def activation(y, act, alpha):          # y (N, C, P, Q), any strides; act an ACT_ code
-        N, C, P, Q = y.shape
-        total = int64(N) * C * P * Q
-        start = int64(cuda.blockIdx.x) * cuda.blockDim.x + cuda.threadIdx.x
-        for e in range(start, total, int64(cuda.gridDim.x) * cuda.blockDim.x):
-            n, c, p, q = unflatten_nchw(e, C, P, Q)
-            y[n, c, p, q] = apply(y[n, c, p, q], act, alpha)
+    def activation(y,                                   # (N, C, P, Q)
+                   alpha,                               # the activation's parameter
+                   mag, sft, qblocks, o0, o1, o2):      # general: plane grid (see _common)
+        if dense:
+            first, left = _dense_start(y.size)
+            for k in range(PER_THREAD):
+                if k * THREADS < left:
+                    store(y, first, int64(k * THREADS), apply(load(y, first, int64(k * THREADS)), alpha))
+        else:
+            n, c, p, q = general_coords(mag, sft, qblocks, o0, o1, o2)
+            if p < y.shape[2] and q < y.shape[3]:
+                n, c, p, q = uint64(n), uint64(c), uint64(p), uint64(q)   # unsigned: no wraparound code
+                y[n, c, p, q] = apply(y[n, c, p, q], alpha)
 
     return activation
 
 
+@functools.lru_cache(maxsize=1024)
 def launch_activation(shape, dtype, act, alpha):
-    # Launch plan: 1-D grid of 256-thread blocks, one element per thread (q fastest: coalesced),
-    # grid-striding past 65535·8 blocks.
-    kernel = activation_kernel(dtype)
-    blocks = striding_blocks(np.prod(shape), THREADS)
-    alpha = np.dtype(dtype).type(alpha)
+    """launch(y, stream): y = act(y) in place, for y of `shape` (N, C, P, Q), any strides."""
+    # Launch plan: dense: a 1-D grid of 256-thread blocks, 4 elements per thread (256 apart); general:
+    # a plane grid (see _common), one element per thread, q fastest.
+    run = _ElementwiseLauncher(functools.partial(activation_kernel, dtype, act), tuple(shape))
+    scalars = (np.dtype(dtype).type(alpha),)
 
     def launch(y, stream):
-        kernel[blocks, THREADS, stream](y, act, alpha)
+        run((y,), scalars, stream)
 
     return launch
 
 
 @functools.cache
-def activation_grad_kernel(dtype):
-    grad = epilogue_grad(dtype)
+def activation_grad_kernel(dtype, act, dense=True):
+    """out = go · act'(z) (act compiled in; with ACT_NONE a copy of go). Fills out."""
+    grad = activation_grad_fn(dtype, act)
 
     @cuda.jit
-    def activation_grad(go, z, out, act, alpha):   # out = go · act'(z); all (N, C, P, Q), any strides
-        N, C, P, Q = out.shape
-        total = int64(N) * C * P * Q
-        start = int64(cuda.blockIdx.x) * cuda.blockDim.x + cuda.threadIdx.x
-        for e in range(start, total, int64(cuda.gridDim.x) * cuda.blockDim.x):
-            n, c, p, q = unflatten_nchw(e, C, P, Q)
-            out[n, c, p, q] = go[n, c, p, q] * grad(z[n, c, p, q], act, alpha)
+    def activation_grad(go, z, out,                     # all (N, C, P, Q)
+                        alpha,
+                        mag, sft, qblocks, o0, o1, o2):  # general: plane grid (see _common)
+        if dense:
+            first, left = _dense_start(out.size)
+            for k in range(PER_THREAD):
+                if k * THREADS < left:
+                    i = int64(k * THREADS)
+                    store(out, first, i, load(go, first, i) * grad(load(z, first, i), alpha))
+        else:
+            n, c, p, q = general_coords(mag, sft, qblocks, o0, o1, o2)
+            if p < out.shape[2] and q < out.shape[3]:
+                n, c, p, q = uint64(n), uint64(c), uint64(p), uint64(q)
+                out[n, c, p, q] = go[n, c, p, q] * grad(z[n, c, p, q], alpha)
 
     return activation_grad
 
 
 def launch_activation_grad(shape, dtype, act, alpha):
     """launch(go, z, out, stream): out = go · act'(z). With act NONE it is a strided -> dense copy."""
-    # Launch plan: as the activation pass, one element per thread, q fastest.
-    kernel = activation_grad_kernel(dtype)
-    blocks = striding_blocks(np.prod(shape), THREADS)
-    alpha = np.dtype(dtype).type(alpha)
+    # Launch plan: as the activation pass.
+    run = _ElementwiseLauncher(functools.partial(activation_grad_kernel, dtype, act), tuple(shape))
+    scalars = (np.dtype(dtype).type(alpha),)
 
     def launch(go, z, out, stream):
-        kernel[blocks, THREADS, stream](go, z, out, act, alpha)
+        run((go, z, out), scalars, stream)
 
     return launch
-
 
 @functools.cache
 def fill_kernel(dtype):
     @cuda.jit
     def fill(y, value):                    # y 1-D: every element = value
-        start = int64(cuda.blockIdx.x) * cuda.blockDim.x + cuda.threadIdx.x
-        for e in range(start, y.shape[0], int64(cuda.gridDim.x) * cuda.blockDim.x):
-            y[e] = value
+        e = int64(cuda.blockIdx.x) * cuda.blockDim.x + cuda.threadIdx.x
+        step = int64(cuda.gridDim.x) * cuda.blockDim.x
+        while e < y.shape[0]:              # (a range with a run-time step divides)
+            y[uint64(e)] = value
+            e += step
 
     return fill
 

@@ -20,12 +20,13 @@ PY=${PYTHON:-python3}
 export GPUCONV_SIMULATOR=0
 if ! $PY -m pip install -q --no-deps --no-build-isolation --no-index -e . > "$OUT/install.txt" 2>&1; then
     # no usable build backend offline: lay the package out by symlinks (python/gpuconv -> gpuconv,
-    # kernels/ -> gpuconv.kernels) and put it on PYTHONPATH instead
+    # kernels/ -> gpuconv.kernels, bench/ -> gpuconv.bench) and put it on PYTHONPATH instead
     echo "pip install failed (see $OUT/install.txt); using a symlinked package tree" | tee -a "$OUT/install.txt"
     PKG="$OUT/pkg/gpuconv"
     rm -rf "$OUT/pkg" && mkdir -p "$PKG"
     for f in python/gpuconv/*; do ln -s "$PWD/$f" "$PKG/"; done
     ln -s "$PWD/kernels" "$PKG/kernels"
+    ln -s "$PWD/bench" "$PKG/bench"
     export PYTHONPATH="$OUT/pkg${PYTHONPATH:+:$PYTHONPATH}"
 fi
 $PY -c "import gpuconv; print(gpuconv._runtime.describe())" | tee "$OUT/info.txt"

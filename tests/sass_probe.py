@@ -10,8 +10,8 @@ Kernels:
 - vector_shared: four consecutive reads of a shared array declared with alignment=16 (one LDS.128);
 - generic_load: the same read as vector_global's but of an any-layout array, elementwise (generic LD);
 - local_array: a large, runtime-indexed local array (local memory: STL/LDL);
-- worse_activation: gpuconv's activation kernel with a 64-bit division added per element, measured
-  under the real kernel's name and checked against the committed thresholds (must fail).
+- worse_activation: gpuconv's (dense, ELU) activation kernel with a 64-bit division added per element,
+  measured under the real kernel's name and checked against the committed thresholds (must fail).
 """
 
 import json
@@ -111,18 +111,19 @@ def main():
         out[name] = asdict(row)
 
     # a worse build of a dispatched kernel, checked against the committed thresholds
-    from gpuconv.kernels import _common
+    from gpuconv.kernels import _common, epilogue
+    from gpuconv.kernels._flat import load as flat_load
+    from gpuconv.kernels._flat import store as flat_store
 
-    apply = _common.epilogue(np.float32)
+    apply = _common.activation_fn(np.float32, _common.ACT_ELU)
 
     @cuda.jit
-    def activation(y, act, alpha):           # gpuconv.kernels.epilogue's kernel, plus a division per element
-        N, C, P, Q = y.shape
-        total = int64(N) * C * P * Q
-        start = int64(cuda.blockIdx.x) * cuda.blockDim.x + cuda.threadIdx.x
-        for e in range(start, total, int64(cuda.gridDim.x) * cuda.blockDim.x):
-            n, c, p, q = _common.unflatten_nchw(e, C, P, Q)
-            y[n, c, p, q] = apply(y[n, c, p, q], act, alpha) + (e // act)
+    def activation(y, alpha, mag, sft, qblocks, o0, o1, o2):  # gpuconv's dense pass, plus a division per element
+        first, left = epilogue._dense_start(y.size)
+        for k in range(epilogue.PER_THREAD):
+            if k * epilogue.THREADS < left:
+                i = int64(k * epilogue.THREADS)
+                flat_store(y, first, i, apply(flat_load(y, first, i), alpha) + (first + i) // qblocks)
 
     real = {s.name: s for s in kernel_report.kernel_specs()}["activation"]
     worse = KernelSpec("activation", lambda dtype: activation, real.args, True, 0, real.threads, real.kind, real.hot,

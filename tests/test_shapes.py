@@ -33,6 +33,12 @@ def test_batch_example():
     assert shapes.conv2d_output_shape((1, 1, 28, 28), (2, 1, 5, 5)) == (1, 2, 24, 24)
 
 
+def _rows(text):
+    """The lines of `gpuconv shape`'s table, without its rules."""
+    lines = [ln for ln in text.splitlines() if ln.strip() and not set(ln.strip()) <= {"─"}]
+    return lines
+
+
 @pytest.mark.parametrize("argv, out, params", [
     (["3x224x224", "conv 64 7 stride=2 padding=3"], "1×64×112×112", "9,472"),
     (["3x230x230", "conv 64 7x7 stride=2 padding=1"], "1×64×113×113", None),
@@ -47,23 +53,47 @@ def test_batch_example():
 ])
 def test_cli_shape(capsys, argv, out, params):
     assert main(["shape"] + argv) == 0
-    text = capsys.readouterr().out
-    last_layer = text.strip().splitlines()[-2]
-    assert out in last_layer
+    lines = _rows(capsys.readouterr().out)
+    assert out in lines[-2]
+    assert lines[-1].startswith("total trainable parameters")
     if params is not None:
-        assert text.strip().splitlines()[-1].split()[-1] == params
+        assert lines[-1].split()[-1] == params
 
 
 def test_cli_stack_and_errors(capsys):
     assert main(["shape", "3x224x224", "conv 64 7 stride=2 padding=3", "maxpool 3 stride=2 padding=1",
                  "gavgpool", "flatten", "linear 1000"]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
+    lines = _rows(capsys.readouterr().out)
     assert "1×64×56×56" in lines[3] and "1×1000" in lines[-2]
     assert lines[-1].split()[-1] == f"{9472 + 64 * 1000 + 1000:,}"
     assert main(["shape", "3x9x9", "conv 1 11"]) == 2
     assert "larger than the padded input" in capsys.readouterr().err
     assert main(["shape", "3x9x9", "bogus 3"]) == 2
     assert main(["shape", "3x9x9", "conv 1 3 nope=1"]) == 2
+
+
+def test_cli_shape_table_names_every_kernel_and_aligns(capsys):
+    """A 3×3 kernel (the dataclass default) is still named, and the shape and parameter columns are
+    right-aligned: each ends in the same column on every row."""
+    assert main(["shape", "3x32x32", "conv 16 3 padding=1", "conv 32 3 stride=2 padding=same groups=2",
+                 "conv 8 5x3", "maxpool 2", "gmaxpool", "flatten", "linear 10"]) == 0
+    lines = _rows(capsys.readouterr().out)
+    descriptions = [ln.split("  ")[0] for ln in lines[1:-1]]
+    assert descriptions == ["input", "Conv2d(16, 3×3, padding=1)", "Conv2d(32, 3×3, stride=2, padding=same, groups=2)",
+                            "Conv2d(8, 5×3)", "MaxPool2d(2×2)", "GlobalPool2d(max)", "Flatten()", "Linear(10)"]
+    shapes_end = {ln.index(sh) + len(sh) for ln, sh in zip(lines[1:-1], ["1×3×32×32", "1×16×32×32", "1×32×16×16",
+                                                                           "1×8×12×14", "1×8×6×7", "1×8×1×1",
+                                                                           "1×8", "1×10"])}
+    assert len(shapes_end) == 1
+    assert len({len(ln.rstrip()) for ln in lines[2:]}) == 1          # the params column ends together
+
+
+def test_describe_shows_kernel_and_changed_fields():
+    assert shapes.describe(shapes.Conv2d(64, 3)) == "Conv2d(64, 3×3)"
+    assert shapes.describe(shapes.Conv2d(64, (5, 3), stride=2, padding=(0, 1, 2, 1))) == \
+        "Conv2d(64, 5×3, stride=2, padding=(0, 1, 2, 1))"
+    assert shapes.describe(shapes.ConvTranspose2d(8, 4, stride=2)) == "ConvTranspose2d(8, 4×4, stride=2)"
+    assert shapes.describe(shapes.AvgPool2d(3, ceil_mode=True)) == "AvgPool2d(3×3, ceil_mode=True)"
 
 
 def test_same_padding_any_stride():

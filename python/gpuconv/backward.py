@@ -108,11 +108,12 @@ def _fold(g, dtype):
 def _input_grad(g, dtype, dgo, dw, dgx, s):
     """gx of the forward g from go: gathered straight into gx (zeros) or via the padded grid (modes)."""
     t, b, l, r = g.pads
+    no_bias = conv._dummy_bias(dtype)
     if g.padding_mode == "zeros":
-        _data_grad(dtype, g.stride, (t, l), g.dilation, g.groups, (0, 0), False)(dgo, dw, dw, dgx, s)
+        _data_grad(dtype, g.stride, (t, l), g.dilation, g.groups, (0, 0), False)(dgo, dw, no_bias, dgx, s)
         return
     gp = cuda.device_array((g.N, g.C, g.H + t + b, g.W + l + r), dtype=dtype, stream=s)
-    _data_grad(dtype, g.stride, (t, l), g.dilation, g.groups, (-t, -l), False)(dgo, dw, dw, gp, s)
+    _data_grad(dtype, g.stride, (t, l), g.dilation, g.groups, (-t, -l), False)(dgo, dw, no_bias, gp, s)
     _fold(g, dtype)(gp, dgx, s)
 
 
@@ -249,7 +250,7 @@ def gpu_conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_paddi
         return _interop.empty(out, out_shape, dtype, kind, x, s)
     dx = _interop.device_view(x, kind, s)
     dw = _interop.device_view(weight, kinds["weight"], s)
-    db = dw if bias is None else _interop.device_view(bias, kinds["bias"], s)
+    db = conv._dummy_bias(dtype) if bias is None else _interop.device_view(bias, kinds["bias"], s)
     res, dy = _interop.output(out, okind, out_shape, dtype, kind, x, s,
                               (("x", dx), ("weight", dw), ("bias", None if bias is None else db)))
     launch(dx, dw, db, dy, s)

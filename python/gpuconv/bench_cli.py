@@ -1,28 +1,20 @@
-"""`gpuconv bench` and `gpuconv report`: run the harness in the checkout's bench/ package (it is not
-installed with the package) and render its results."""
+"""`gpuconv bench`, `tune` and `report`: drive the harness in gpuconv.bench (the repository's bench/,
+installed with the package) and print its results as tables."""
 
 from __future__ import annotations
 
-import importlib
+import difflib
 import json
 import os
-import sys
-from pathlib import Path
 
 import gpuconv
 
-
-def _bench():
-    root = Path(__file__).resolve().parents[2]
-    if not (root / "bench" / "harness.py").exists():
-        raise SystemExit("gpuconv bench runs from a source checkout (bench/ not found next to python/gpuconv)")
-    if str(root) not in sys.path:
-        sys.path.insert(0, str(root))
-    return (importlib.import_module("bench.layers"), importlib.import_module("bench.harness"),
-            importlib.import_module("bench.report"))
+from ._console import CommandError, console
+from ._console import table as new_table
+from .bench import harness, layers, report
 
 
-def _available_algos(harness):
+def _available_algos():
     ours = [a for a in harness.CONV_ALGOS if a != "im2col_cublas"]
     if gpuconv.SIMULATOR:
         return ours                            # im2col_cublas needs a device and CuPy
@@ -33,83 +25,172 @@ def _available_algos(harness):
     return list(harness.CONV_ALGOS)
 
 
-def _select(layers, args):
-    if args.full:
-        convs, pools, gemms, dasks = layers.FULL, layers.POOLS, layers.GEMMS, layers.DASK
-    else:
-        convs, pools, gemms, dasks = layers.QUICK, layers.QUICK_POOLS, layers.QUICK_GEMMS, []
+def _unknown(names, known, what) -> CommandError:
+    """One line: the unknown names, close matches, and every name there is."""
+    hints = {n: difflib.get_close_matches(n, known, n=1) for n in names}
+    said = ", ".join(f"{n!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for n, h in hints.items())
+    return CommandError(f"unknown {what} {said}; the {what}s are: {', '.join(known)} "
+                        "(gpuconv bench --list shows their sizes)")
+
+
+def _select(args):
+    """The cases to run: --layers, else the quick set (default) or the full one."""
+    every = layers.every_case()
     if args.layers:
-        every = list(layers.FULL) + list(layers.POOLS) + list(layers.GEMMS) + list(layers.DASK)
-        unknown = set(args.layers) - {c.name for c in every}
+        known = [c.name for _, c in every]
+        unknown = [n for n in dict.fromkeys(args.layers) if n not in known]
         if unknown:
-            raise ValueError(f"unknown layers {sorted(unknown)}")
-        convs = [c for c in layers.FULL if c.name in args.layers]
-        pools = [c for c in layers.POOLS if c.name in args.layers]
-        gemms = [c for c in layers.GEMMS if c.name in args.layers]
-        dasks = [c for c in layers.DASK if c.name in args.layers]
-    return convs, pools, gemms, dasks
+            raise _unknown(unknown, known, "case")
+        return [(kind, c) for kind, c in every if c.name in args.layers]
+    if args.full:
+        return every
+    quick = layers.quick_names()
+    return [(kind, c) for kind, c in every if c.name in quick]
 
 
-def _line(r):
-    if r.get("skipped"):
-        return f"{r['kind']:<5} {r['name']:<22} skipped: {r['skipped']}"
-    checks = "  ".join(f"{a} {v['rel_err']:.1e} {'ok' if v['passed'] else 'FAIL'}" for a, v in r["checks"].items())
-    line = f"{r['kind']:<5} {r['name']:<22} {checks}"
-    for name, t in r.get("timing", {}).items():
-        figure = f"{t['gflops']:.0f} GFLOP/s" if "gflops" in t else f"{t['gb_per_s']:.0f} GB/s"
-        line += f"\n      {name:<14} {t['median_ms']:.3f} ms [{t['p20_ms']:.3f}, {t['p80_ms']:.3f}]  {figure}"
-        if "ratio_to_cudnn" in t:
-            line += f"  ×{t['ratio_to_cudnn']:.2f} of cuDNN's time"
-        if "ratio_to_one_call" in t:
-            line += f"  ×{t['ratio_to_one_call']:.2f} of one call's time"
-    return line
+def list_cases() -> int:
+    """`gpuconv bench --list`: every case with its kind, GPU size and the sets that hold it."""
+    quick = layers.quick_names()
+    table = new_table("gpuconv bench cases (--layers NAME ...)")
+    for col in ("case", "kind", "size on a GPU", "tags", "in"):
+        table.add_column(col, no_wrap=col != "size on a GPU")
+    for kind, c in layers.every_case():
+        tags = getattr(c, "tags", None) or getattr(getattr(c, "layer", None), "tags", ())
+        sets = "quick, full" if c.name in quick else "full"
+        table.add_row(c.name, kind, c.describe(), ", ".join(tags), sets + (" (GPU only)" if kind == "dask" else ""))
+    console().print(table)
+    return 0
+
+
+# ----------------------------------------------------------------------------- result tables
+
+
+def _cell(check):
+    if check is None:
+        return "n/a"                           # not run: the algorithm does not take this layer
+    return f"{check['rel_err']:.1e} {'ok' if check['passed'] else 'FAIL'}"
+
+
+def _size_columns(table, sim):
+    table.add_column("size run" if sim else "size")
+    if sim:
+        table.add_column("size on a GPU")
+
+
+def _size_cells(r, sim):
+    return [r.get("size", "")] + ([r.get("gpu_size", "")] if sim else [])
+
+
+def check_tables(rows, sim) -> list:
+    """rich Tables of every check: convolutions with one column per algorithm, then the other cases."""
+    tables = []
+    conv = [r for r in rows if r["kind"] == "conv"]
+    if conv:
+        ran = {a for r in conv for a in r["checks"]}
+        algos = [a for a in harness.CONV_ALGOS if a in ran] + sorted(ran - set(harness.CONV_ALGOS))
+        t = new_table(f"Convolutions: float32 relative error against {_against(conv)} "
+                      f"(passes below {harness.TOL:.0e})")
+        t.add_column("case", no_wrap=True)
+        _size_columns(t, sim)
+        for a in algos:
+            t.add_column(a, no_wrap=True)
+        for r in conv:
+            t.add_row(r["name"], *_size_cells(r, sim), *[_cell(r["checks"].get(a)) for a in algos])
+        tables.append(t)
+    other = [r for r in rows if r["kind"] != "conv"]
+    if other:
+        t = new_table("Pooling, GEMM, large images: float32 relative error")
+        t.add_column("case", no_wrap=True)
+        _size_columns(t, sim)
+        t.add_column("against")
+        t.add_column("result")
+        for r in other:
+            if r.get("skipped"):
+                t.add_row(r["name"], *_size_cells(r, sim), "", f"skipped: {r['skipped']}")
+            for i, (what, check) in enumerate(r["checks"].items()):
+                against = str(check.get("against", ""))
+                t.add_row(r["name"] if i == 0 else "", *(_size_cells(r, sim) if i == 0 else [""] * (1 + sim)),
+                          against if what == "gpuconv" else f"{what}: {against}", _cell(check))
+        tables.append(t)
+    return tables
+
+
+def _against(conv_rows):
+    against = sorted({v["against"] for r in conv_rows for v in r["checks"].values()})
+    return {"reference": "the float64 reference", "cudnn_fp64": "cuDNN in float64"}.get(
+        against[0], against[0]) if len(against) == 1 else " / ".join(against)
+
+
+def timing_table(rows):
+    """A rich Table of every timing (a GPU run), or None: median and p20–p80 of device time, host µs per
+    call, throughput and the ratio to the case's baseline."""
+    timed = [r for r in rows if r.get("timing")]
+    if not timed:
+        return None
+    t = new_table("Device time (CUDA events, L2 flushed before each launch)")
+    for col in ("case", "implementation", "median ms", "p20 – p80 ms", "host µs/call", "throughput", "relative"):
+        t.add_column(col, justify="left" if col in ("case", "implementation") else "right", no_wrap=True)
+    for r in timed:
+        for i, (name, v) in enumerate(r["timing"].items()):
+            figure = f"{v['gflops']:.0f} GFLOP/s" if "gflops" in v else f"{v['gb_per_s']:.0f} GB/s"
+            rel = next((f"×{v[k]:.2f} {what}" for k, what in (("ratio_to_cudnn", "cuDNN's time"),
+                                                               ("ratio_to_one_call", "one call's time"),
+                                                               ("fraction_of_cublas", "of cuBLAS's speed"))
+                        if k in v), "")
+            spread = f"{v['p20_ms']:.3f} – {v['p80_ms']:.3f}" if "p20_ms" in v else ""
+            host = f"{v['host_us_per_call']:.1f}" if "host_us_per_call" in v else ""
+            t.add_row(r["name"] if i == 0 else "", name, f"{v['median_ms']:.3f}", spread, host, figure, rel)
+    return t
+
+
+# ----------------------------------------------------------------------------- commands
 
 
 def main(args) -> int:
-    layers, harness, report = _bench()
-    try:
-        convs, pools, gemms, dasks = _select(layers, args)
-    except ValueError as e:
-        print(f"gpuconv bench: {e}", file=sys.stderr)
-        return 2
-    available = _available_algos(harness)
+    """`gpuconv bench`: check every selected case, time it on a GPU, print tables, write --out."""
+    if args.list:
+        return list_cases()
+    cases = _select(args)
+    available = _available_algos()
     algos = args.algo or available
     missing = [a for a in algos if a not in available]
     if missing:
-        print(f"gpuconv bench: {missing} not available here (available: {available})", file=sys.stderr)
-        return 2
-    if gpuconv.SIMULATOR:
+        raise CommandError(f"algorithm(s) {', '.join(missing)} not available here (available: {', '.join(available)})")
+    sim = gpuconv.SIMULATOR
+    if sim:
         print("No CUDA device: running the parity checks in Numba's CUDA simulator at simulator-sized shapes.\n"
               "No timings are measured or printed.")
     from rich.progress import Progress
 
     meta = harness.metadata()
     flush = None
-    if not gpuconv.SIMULATOR:  # pragma: no cover - needs a CUDA device
-        from bench.timing import L2Flusher
+    if not sim:  # pragma: no cover - needs a CUDA device
+        from .bench.timing import L2Flusher
 
         flush = L2Flusher()
-    jobs = ([(c.name, lambda c=c: harness.conv_row(c, algos, flush)) for c in convs]
-            + [(c.name, lambda c=c: harness.pool_row(c, flush)) for c in pools]
-            + [(c.name, lambda c=c: harness.gemm_row(c, flush)) for c in gemms]
-            + [(c.name, lambda c=c: harness.dask_row(c, flush)) for c in dasks])
+    run = dict(conv=lambda c: harness.conv_row(c, algos, flush), pool=lambda c: harness.pool_row(c, flush),
+               gemm=lambda c: harness.gemm_row(c, flush), dask=lambda c: harness.dask_row(c, flush))
     rows = []
     with Progress(transient=True) as progress:
-        task = progress.add_task("checking" if gpuconv.SIMULATOR else "checking + timing", total=len(jobs))
-        for name, job in jobs:
-            progress.update(task, description=name)
-            rows.append(job())
+        task = progress.add_task("checking" if sim else "checking + timing", total=len(cases))
+        for kind, case in cases:
+            progress.update(task, description=case.name)
+            rows.append(run[kind](case))
             progress.advance(task)
     results = dict(meta, cases=rows)
     results["summary"] = harness.summarize(meta, rows)
-    for r in rows:
-        print(_line(r))
+    out = console()
+    for table in check_tables(rows, sim) + [timing_table(rows)]:
+        if table is not None:
+            out.print(table)
     for algo, v in results["summary"].items():
         print(f"{algo}: geometric mean of time / cuDNN time over {v['layers']} standard layers: "
               f"{v['geomean_ratio_to_cudnn']:.2f}")
     if args.out:
         print(f"results: {report.write_json(results, args.out)}")
         print(f"report:  {report.render(results, args.out)}")
+        for note in results.get("notes", []):
+            print(note)
     failed = [r for r in rows if r["passed"] is not None and not r["passed"]]
     skipped = [r for r in rows if r.get("skipped")]
     print(f"{len(rows) - len(failed) - len(skipped)} passed, {len(failed)} failed"
@@ -117,12 +198,27 @@ def main(args) -> int:
     return 1 if failed else 0
 
 
+def load_results(path) -> dict:
+    """A results JSON written by `gpuconv bench --out`, checked: CommandError (one line) if the file is not
+    JSON or not of that shape."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            results = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CommandError(f"{path} is not a JSON file ({e})") from None
+    problem = report.validate(results)
+    if problem:
+        raise CommandError(f"{path} is not a results file of gpuconv bench: {problem}")
+    return results
+
+
 def report_main(args) -> int:
-    _, _, report = _bench()
-    with open(args.results) as f:
-        results = json.load(f)
+    """`gpuconv report RESULTS.json [--out DIR]`: re-render report.md and the plots."""
+    results = load_results(args.results)
     out = args.out or os.path.dirname(os.path.abspath(args.results))
     print(f"report: {report.render(results, out)}")
+    for note in results.get("notes", []):
+        print(note)
     return 0
 
 
@@ -136,15 +232,18 @@ def tune_main(args) -> int:
     from . import autotune, conv
     from ._args import conv2d_geometry
 
-    layers, _, _ = _bench()
+    known = [c.name for c in layers.FULL]
+    unknown = [n for n in dict.fromkeys(args.layers or ()) if n not in known]
+    if unknown:
+        raise _unknown(unknown, known, "convolution case")
     cases = [c for c in layers.FULL if not args.layers or c.name in args.layers]
-    if args.layers and len(cases) != len(set(args.layers)):
-        print(f"gpuconv tune: unknown layers {sorted(set(args.layers) - {c.name for c in cases})}", file=sys.stderr)
-        return 2
     timing = autotune.can_time()
     if not timing:
         print("No timing available (CUDA simulator or GPUCONV_AUTOTUNE=0): showing the heuristic's choices; "
               "nothing is cached.")
+    table = new_table("algo='auto' per layer (float32)" + ("" if timing else ": the untimed heuristic"))
+    for col in ("case", "layer", "algorithm"):
+        table.add_column(col, no_wrap=col != "layer")
     f32 = np.dtype(np.float32)
     for case in cases:
         g = conv2d_geometry(case.x_shape, case.w_shape, case.stride, case.padding, 1, case.groups)
@@ -157,7 +256,8 @@ def tune_main(args) -> int:
             choice = autotune.tuner().lookup(autotune.key_of(conv._device_name(), g, f32, False, 0))
         else:
             choice = autotune.heuristic(g, f32)
-        print(f"{case.name:<22} {choice}")
+        table.add_row(case.name, case.describe(), str(choice))
+    console().print(table)
     if timing:  # pragma: no cover - needs a CUDA device
         print(f"cache: {autotune.cache_path()}")
     return 0

@@ -1,9 +1,24 @@
-"""The `gpuconv` command: info, shape, kernels (static kernel report), bench (parity / benchmark), report, tune."""
+"""The `gpuconv` command: info, shape, kernels (static kernel report), bench (parity / benchmark), report, tune.
+
+Every error is one line on stderr and exit status 2 (bad flags, missing or malformed files, bad layer
+specs); `gpuconv bench` exits 1 when a check fails.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+
+from . import __version__
+from ._console import CommandError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (argparse prints the whole usage before its message)."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def _cmd_info(args) -> int:
@@ -16,26 +31,36 @@ def _cmd_info(args) -> int:
 
 def _parse_shape(text: str) -> tuple:
     try:
-        return tuple(int(p) for p in text.lower().replace("×", "x").split("x"))
+        shape = tuple(int(p) for p in text.lower().replace("×", "x").split("x"))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"input shape must be CxHxW or NxCxHxW, got {text!r}") from None
+        shape = ()
+    if len(shape) not in (3, 4) or min(shape) < 1:
+        raise argparse.ArgumentTypeError(f"input shape must be CxHxW or NxCxHxW of positive sizes, got {text!r}")
+    return shape
 
 
 def _cmd_shape(args) -> int:
     from . import shapes
+    from ._console import console
 
     try:
         layers = [shapes.parse_layer(spec) for spec in args.layers]
         summary = shapes.summarize(args.input, layers)
     except (ValueError, TypeError) as e:
-        print(f"gpuconv shape: {e}", file=sys.stderr)
-        return 2
-    print(summary.format())
+        raise CommandError(str(e)) from None
+    console().print(summary.table())
     return 0
 
 
 def _cmd_kernels(args) -> int:
     from . import kernel_report
+
+    if args.check:            # read here: from the simulator the report runs in a child process
+        try:
+            with open(args.check, encoding="utf-8") as f:
+                json.load(f)
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise CommandError(f"{args.check} is not a JSON file ({e})") from None
 
     return kernel_report.main(args.arch, fail_on_spill=args.fail_on_spill, write_dir=args.write,
                               check_path=args.check, lock_path=args.lock, quiet=args.quiet, only=args.only)
@@ -62,8 +87,9 @@ def _cmd_report(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from .shapes import LAYER_GRAMMAR
 
-    p = argparse.ArgumentParser(prog="gpuconv", description="Convolution and pooling kernels in Numba CUDA.")
-    sub = p.add_subparsers(dest="command", required=True)
+    p = _Parser(prog="gpuconv", description="Convolution and pooling kernels in Numba CUDA.")
+    p.add_argument("--version", action="version", version=f"gpuconv {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     sub.add_parser("info", help="device (or simulator) and versions").set_defaults(func=_cmd_info)
 
@@ -77,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     kp = sub.add_parser("kernels", help="the static kernel report: every kernel compiled to sm_90/sm_80 machine "
                                         "code (no GPU needed), its registers, occupancy, hot-loop instruction mix "
                                         "and issue-bound ceiling")
-    kp.add_argument("--arch", nargs="+", default=["sm_90", "sm_80"], help="targets (default: sm_90 sm_80)")
+    kp.add_argument("--arch", nargs="+", default=["sm_90", "sm_80"], choices=["sm_90", "sm_80"],
+                    help="targets (default: sm_90 sm_80)")
     kp.add_argument("--fail-on-spill", action="store_true", help="exit 1 if a kernel that dispatch uses spills")
     kp.add_argument("--write", metavar="DIR", default=None, help="write <arch>.md and <arch>.json to DIR "
                                                                  "(the committed copy: bench/static)")
@@ -94,25 +121,48 @@ def build_parser() -> argparse.ArgumentParser:
     mode = bp.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="the quick layer set (default)")
     mode.add_argument("--full", action="store_true", help="the full standard set and sweeps")
+    mode.add_argument("--list", action="store_true", help="list the cases (name, kind, size, sets) and exit")
     bp.add_argument("--algo", nargs="+", default=None, help="algorithms to run (default: all available)")
-    bp.add_argument("--layers", nargs="+", default=None, help="only these layer names")
-    bp.add_argument("--out", default=None, help="folder for results JSON and the report")
+    bp.add_argument("--layers", nargs="+", metavar="NAME", default=None, help="only these cases (see --list)")
+    bp.add_argument("--out", metavar="DIR", default=None, help="folder for results JSON and the report")
     bp.set_defaults(func=_cmd_bench)
 
     rp = sub.add_parser("report", help="re-render the Markdown report and plots of saved results")
     rp.add_argument("results", help="a results JSON written by gpuconv bench --out")
-    rp.add_argument("--out", default=None, help="folder for report.md and plots (default: the JSON's folder)")
+    rp.add_argument("--out", metavar="DIR", default=None,
+                    help="folder for report.md and plots (default: the JSON's folder)")
     rp.set_defaults(func=_cmd_report)
 
     tp = sub.add_parser("tune", help="pre-tune algo='auto' for the standard layer set (GPU: timed and cached)")
-    tp.add_argument("--layers", nargs="+", default=None, help="only these layer names")
+    tp.add_argument("--layers", nargs="+", metavar="NAME", default=None, help="only these convolution cases")
     tp.set_defaults(func=_cmd_tune)
+    p.set_defaults(commands=tuple(sub.choices))
     return p
 
 
+def _one_line(e: OSError) -> str:
+    """'No such file or directory: /missing.json' rather than '[Errno 2] ...'."""
+    if e.filename is not None and e.strerror:
+        return f"{e.strerror}: {e.filename}"
+    return str(e)
+
+
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    return args.func(args)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.error(f"choose a command: {', '.join(args.commands)}")
+    try:
+        return args.func(args)
+    except CommandError as e:
+        message = str(e)
+    except OSError as e:                  # a file to read that is missing, a folder to write that cannot be
+        message = _one_line(e)
+    except KeyboardInterrupt:
+        print(f"gpuconv {args.command}: interrupted", file=sys.stderr)
+        return 130
+    print(f"gpuconv {args.command}: {message}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ def _odd_size(size, name="size"):
 
 
 def identity(size: int = 3) -> np.ndarray:
+    """size×size zeros with 1 at the centre (size odd): the convolution that returns its input."""
     size = _odd_size(size)
     k = np.zeros((size, size))
     k[size // 2, size // 2] = 1.0
@@ -43,18 +44,22 @@ def gaussian(size: int = 5, sigma: float = 1.0) -> np.ndarray:
 
 
 def sharpen() -> np.ndarray:
+    """3×3 sharpening: 5 at the centre, −1 at its four neighbours (the identity minus the Laplacian)."""
     return np.array([[0.0, -1.0, 0.0], [-1.0, 5.0, -1.0], [0.0, -1.0, 0.0]])
 
 
 def sobel_x() -> np.ndarray:
+    """3×3 Sobel derivative along x (columns): positive where intensity rises left to right."""
     return np.array([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
 
 
 def sobel_y() -> np.ndarray:
+    """3×3 Sobel derivative along y (rows): positive where intensity rises top to bottom."""
     return sobel_x().T.copy()
 
 
 def laplacian() -> np.ndarray:
+    """3×3 discrete Laplacian (4-neighbour): −4 at the centre, 1 at its four neighbours."""
     return np.array([[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]])
 
 

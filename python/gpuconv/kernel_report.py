@@ -388,10 +388,11 @@ def _jsonable(d: dict) -> dict:
 
 
 def print_table(rows: list[Row]) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console(width=max(200, shutil.get_terminal_size().columns))
+    from ._console import console as new_console
+
+    console = new_console()
     for arch in sorted({r.arch for r in rows}, reverse=True):
         targets = perf_model.targets_for(arch)
         table = Table(title=f"static kernel report, {arch}", show_lines=False)

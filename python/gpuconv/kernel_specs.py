@@ -2,22 +2,34 @@
 launcher passes, its block size, how its hot loop is chosen, and (memory kernels) the bytes one
 hot-loop iteration moves on its standard case.
 
-Standard cases (bytes are per hot-loop iteration, i.e. per element a thread handles, with `b` the
+Standard cases (bytes are per hot-loop iteration, i.e. per thread for the "kernel" rule, with `b` the
 dtype's size; DRAM traffic counts each unique input byte once and every output byte):
-- pooling 3×3/s2/p1 on the ResNet stem (16, 64, 112, 112) -> 56×56: an output reads 4 fresh inputs
-  and writes 1 (max: indices too, 8 B): max 5b + 8, avg 5b; the backward passes, per input element,
-  write 1 and read a quarter output gradient (max: and a quarter index): 1.25b + 2, 1.25b;
-- im2col of resnet_3x3_56 (3×3, pad 1): a column element is written once, the input read once for 9
-  of them: b·(1 + 1/9); col2im reads 9 column entries per element and writes 1: 10b; fold_padding
-  (pad 1 around 56×56) reads and writes one element: 2b;
-- the activation pass reads and writes y: 2b; its gradient reads go and z and writes: 3b; the bias
-  gradient reads one element: b; fill writes one: b;
+- pooling 3×3/s2/p1 on the ResNet stem (16, 64, 112, 112) -> 56×56, one thread per output: an output
+  reads 4 fresh inputs and writes 1 (max: indices too, 8 B): max 5b + 8, avg 5b (count_include_pad);
+  the backward passes, a thread per two 2×2 stride cells (8 inputs): write 8 and read 2 output
+  gradients (max: and 2 indices): 10b + 16, 10b;
+- global pooling: a thread's slice loop, which NVVM unrolls by 4: 4 elements read, 4b;
+- im2col of resnet_3x3_56 (3×3, pad 1), 8 column entries per thread: each written once, the input read
+  once for 9 of them: 8·b·(1 + 1/9); col2im (3×3, stride 1) reads 9 column entries per element and
+  writes 1: 10b; fold_padding (pad 1 around 56×56) reads and writes one element: 2b; its edge pass,
+  per element of the rows and columns padding reads (reflect): at least 2b;
+- the activation pass, 4 elements per thread, reads and writes y: 8b (ELU, the costliest activation in
+  float32; every activation's ceiling is the same on H200); its gradient reads go and z and writes:
+  12b (sigmoid, likewise); the general (strided) variants, one element per thread: 2b and 3b; the bias
+  gradient reads one element per iteration: b; fill writes one: b;
 - widen / narrow (16-bit <-> float32, b = 2): read one element and write one: 2 + 4 bytes, 3b; im2col's
   uint16 build moves float16 / bfloat16 columns as bits;
-- depthwise 3×3 (16, 256, 56, 56): a block's 8×32 outputs read ~8×32 fresh inputs (the halo comes
-  from L2) and write 8×32, over 128 threads: 4b per thread;
+- depthwise 3×3 (16, 256, 56, 56): a block's 16×32 outputs read ~16×32 fresh inputs (the halo comes
+  from L2) and write 16×32, over 128 threads: 8b per thread;
 - Winograd F(m×m, 3×3) transforms, per thread: filter reads 9, writes a² (a = m + 2); input reads
   m² fresh and writes a²; output reads a² and writes m² — F(4×4): 45b, 52b, 52b; F(2×2): 25b, 20b, 20b.
+
+Kernels with a dense and a general variant (C-contiguous arrays with int32 offsets inside a plane,
+against any strides and sizes) are measured in both; the dense one is what runs in the common case.
+Specialisations compiled per call (pooling windows, divisor rules, padding modes, activations) are
+measured on the standard case's: 3×3 windows, zeros padding, relu for the direct kernels. The
+per-element pooling backward (large strides or windows) is measured on the same geometry, at 1.25b + 2
+and 1.25b per input element, its loops counted twice each.
 """
 
 from __future__ import annotations
@@ -58,32 +70,49 @@ def _numba_t(dtype):
     return numba_type(dtype)
 
 
-def _conv_args(extra_ints):
+def _conv_args(kind, layout="C"):
+    """Args of the direct kernels as their launchers pass them (C-contiguous arrays, the common case)."""
     def args(dtype):
         from numba import types
 
         t = _numba_t(dtype)
-        a4 = types.Array(t, 4, "C")
-        return (a4, a4, types.Array(t, 1, "C"), a4) + (types.int64,) * 7 + \
-            (types.int64, types.boolean, types.int64, t) + (types.int64,) * extra_ints
+        a4 = types.Array(t, 4, layout)
+        head = (a4, a4, types.Array(t, 1, "C"), a4) + (types.int64,) * 7 + (types.boolean, t)
+        if kind == "general":
+            return head + (types.UniTuple(types.uint32, 2),) + _plane_tail()
+        if kind == "tiled":
+            return head + (types.int64,) * 4 + (types.UniTuple(types.uint32, 8),)
+        return head + (types.int64, types.UniTuple(types.uint32, 4), types.int64)
     return args
 
 
-def _pool_args(kind):
+def _plane_tail():
+    """The trailing plane-grid arguments (gpuconv.kernels._common): magic numbers, column blocks, offsets."""
+    from numba import types
+
+    return (types.uint32, types.uint32) + (types.int64,) * 4
+
+
+def _pool_args(kind, layout="C"):
     def args(dtype):
         from numba import types
 
-        a4 = types.Array(_numba_t(dtype), 4, "C")
-        i4 = types.Array(types.int64, 4, "C")
+        a4 = types.Array(_numba_t(dtype), 4, layout)
+        i4 = types.Array(types.int64, 4, layout)
         if kind == "max":
-            return (a4, a4, i4) + (types.int64,) * 8 + (types.boolean,)
+            return (a4, a4, i4) + (types.int64,) * 8 + (types.boolean,) + _plane_tail()
         if kind == "avg":
-            return (a4, a4) + (types.int64,) * 6 + (types.boolean, types.int64)
+            return (a4, a4) + (types.int64,) * 7 + _plane_tail()
         if kind == "max_backward":
-            return (a4, i4, a4) + (types.int64,) * 8
+            return (a4, i4, a4) + (types.int64,) * 5 + _plane_tail()
         if kind == "avg_backward":
-            return (a4, a4) + (types.int64,) * 6 + (types.boolean, types.int64)
-        return (a4, a4, i4, types.boolean, types.boolean, types.int64)
+            return (a4, a4, a4) + (types.int64,) * 5 + _plane_tail()
+        if kind in ("max_backward_element", "avg_backward_element"):
+            idx = i4 if kind.startswith("max") else a4
+            return (a4, idx, a4) + (types.int64,) * 9 + \
+                (types.UniTuple(types.uint32, 8), types.int64, types.int64) + _plane_tail()
+        return (a4, a4, i4, types.boolean, types.int64, types.int64, types.uint32, types.uint32, types.int64,
+                types.int64)
     return args
 
 
@@ -103,13 +132,52 @@ def _gemm_args(store, implicit=False):
     return args
 
 
-def _arrays_then(ranks, ints, alpha=False):
-    """Args of a kernel taking strided arrays of `ranks`, then `ints` int64 scalars (and a float)."""
+def _arrays_then(ranks, ints, alpha=False, layout="A", plane_tail=False):
+    """Args of a kernel taking arrays of `ranks` (strided, or `layout`), then `ints` int64 scalars (and a
+    float), then (plane_tail) the plane-grid arguments."""
     def args(dtype):
         from numba import types
 
         t = _numba_t(dtype)
-        return tuple(types.Array(t, r, "A") for r in ranks) + (types.int64,) * ints + ((t,) if alpha else ())
+        return tuple(types.Array(t, r, layout) for r in ranks) + (types.int64,) * ints + ((t,) if alpha else ()) + \
+            (_plane_tail() if plane_tail else ())
+    return args
+
+
+def _im2col_args(layout):
+    def args(dtype):
+        from numba import types
+
+        t = _numba_t(dtype)
+        return (types.Array(t, 4, layout), types.Array(t, 3, "C")) + (types.int64,) * 12 + \
+            (types.UniTuple(types.uint32, 6), types.int64, types.int64)
+    return args
+
+
+def _col2im_args(dtype):
+    from numba import types
+
+    t = _numba_t(dtype)
+    return (types.Array(t, 3, "C"), types.Array(t, 4, "C")) + (types.int64,) * 12 + \
+        (types.UniTuple(types.uint32, 4),) + _plane_tail()
+
+
+def _elementwise_args(arrays, layout="C"):
+    def args(dtype):
+        from numba import types
+
+        t = _numba_t(dtype)
+        return (types.Array(t, 4, layout),) * arrays + (t,) + _plane_tail()
+    return args
+
+
+def _bias_grad_args(layout):
+    def args(dtype):
+        from numba import types
+
+        t = _numba_t(dtype)
+        return (types.Array(t, 4, layout), types.Array(t, 1, "C"), types.UniTuple(types.uint32, 4)) + \
+            (types.int64,) * 4
     return args
 
 
@@ -117,8 +185,9 @@ def _data_grad_args(dtype):
     from numba import types
 
     t = _numba_t(dtype)
-    a4 = types.Array(t, 4, "A")
-    return (a4, a4, types.Array(t, 1, "A"), a4) + (types.int64,) * 9 + (types.boolean,)
+    a4 = types.Array(t, 4, "C")
+    return (a4, a4, types.Array(t, 1, "C"), a4) + (types.int64,) * 9 + (types.boolean,) + (types.int64,) * 2 + \
+        (types.UniTuple(types.uint32, 10),) + _plane_tail()
 
 
 def _wino_output_args(dtype):
@@ -172,24 +241,42 @@ def _convert_factory(widen):
 
 def kernel_specs() -> list[KernelSpec]:
     from gpuconv.kernels import backward, convert, direct, epilogue, gemm, im2col, implicit_gemm, pool, winograd
-    from gpuconv.kernels._common import ACT_LEAKY_RELU, ACT_RELU
+    from gpuconv.kernels._common import ACT_ELU, ACT_LEAKY_RELU, ACT_NONE, ACT_RELU, ACT_SIGMOID, PAD_REFLECT, PAD_ZEROS
 
     P = functools.partial
     gemm_threads = gemm.THREADS
     bk = 8                                  # the GEMM's K depth per step (both dtypes)
     specs = [
-        KernelSpec("conv2d_general", direct.conv2d_general_kernel, _conv_args(0), True, 0, 256, "compute",
-                   "fma_inner"),
-        KernelSpec("conv2d_tiled", direct.conv2d_tiled_kernel, _conv_args(3), True, direct.SMEM_BUDGET_BYTES,
-                   direct.NTHREADS, "compute", "fma_inner"),
-        KernelSpec("conv2d_depthwise", direct.conv2d_depthwise_kernel, _conv_args(1), True, 48 * 1024,
-                   direct.NTHREADS, "memory", "kernel", (3, 3, 0), 4),
-        KernelSpec("max_pool2d", pool.max_pool2d_kernel, _pool_args("max"), True, 0, pool.POOL_THREADS, "memory",
-                   "outer", (3, 0), 5, 8),
-        KernelSpec("avg_pool2d", pool.avg_pool2d_kernel, _pool_args("avg"), True, 0, pool.POOL_THREADS, "memory",
-                   "outer", (3, 0), 5),
-        KernelSpec("global_pool2d", pool.global_pool2d_kernel, _pool_args("global"), True, 0, pool.GLOBAL_THREADS,
-                   "memory", "inner", 1, 2),     # the element loop; NVVM unrolls it by 2 (2 loads per iteration)
+        KernelSpec("conv2d_general", P(direct.conv2d_general_kernel, pad_mode=PAD_ZEROS, act=ACT_RELU),
+                   _conv_args("general"), True, 0, 256, "compute", "fma_inner"),
+        KernelSpec("conv2d_tiled", P(direct.conv2d_tiled_kernel, pad_mode=PAD_ZEROS, act=ACT_RELU),
+                   _conv_args("tiled"), True, direct.SMEM_BUDGET_BYTES, direct.NTHREADS, "compute", "fma_inner"),
+        KernelSpec("conv2d_depthwise", P(direct.conv2d_depthwise_kernel, pad_mode=PAD_ZEROS, act=ACT_RELU,
+                                         window=(3, 3, 1, 1, 1, 1)),
+                   _conv_args("depthwise"), True, 48 * 1024, direct.NTHREADS, "memory", "kernel", 1,
+                   2 * direct.DW_ROWS * direct.PIX_X),
+        KernelSpec("conv2d_depthwise_general", P(direct.conv2d_depthwise_kernel, pad_mode=PAD_ZEROS, act=ACT_RELU,
+                                                 window=(3, 3, 1, 1, 1, 1), dense=False),
+                   _conv_args("depthwise", "A"), True, 48 * 1024, direct.NTHREADS, "memory", "kernel", 1,
+                   2 * direct.DW_ROWS * direct.PIX_X),
+        # windows past MAX_UNROLLED_WINDOW: loops (staging: rows, then columns), counted 3 and 1 times
+        KernelSpec("conv2d_depthwise_large", P(direct.conv2d_depthwise_kernel, pad_mode=PAD_ZEROS, act=ACT_RELU),
+                   _conv_args("depthwise"), True, 48 * 1024, direct.NTHREADS, "memory", "kernel", (3, 1),
+                   2 * direct.DW_ROWS * direct.PIX_X),
+        KernelSpec("max_pool2d", P(pool.max_pool2d_kernel, window=(3, 3, 1, 1)), _pool_args("max"), True, 0,
+                   pool.POOL_THREADS, "memory", "kernel", 1, 5, 8),
+        KernelSpec("avg_pool2d", P(pool.avg_pool2d_kernel, window=(3, 3, 1, 1)), _pool_args("avg"), True, 0,
+                   pool.POOL_THREADS, "memory", "kernel", 1, 5),
+        KernelSpec("max_pool2d_general", P(pool.max_pool2d_kernel, dense=False), _pool_args("max", "A"), True, 0,
+                   pool.POOL_THREADS, "memory", "kernel", (3, 0), 5, 8),
+        KernelSpec("avg_pool2d_general", P(pool.avg_pool2d_kernel, dense=False), _pool_args("avg", "A"), True, 0,
+                   pool.POOL_THREADS, "memory", "kernel", (3, 0), 5),
+        KernelSpec("global_max_pool2d", P(pool.global_pool2d_kernel, is_max=True), _pool_args("global"), True, 0,
+                   pool.GLOBAL_THREADS, "memory", "outer", 1, 4),
+        KernelSpec("global_avg_pool2d", P(pool.global_pool2d_kernel, is_max=False), _pool_args("global"), True, 0,
+                   pool.GLOBAL_THREADS, "memory", "outer", 1, 4),
+        KernelSpec("global_max_pool2d_general", P(pool.global_pool2d_kernel, is_max=True, dense=False),
+                   _pool_args("global", "A"), True, 0, pool.GLOBAL_THREADS, "memory", "outer", 1, 4),
         KernelSpec("gemm", P(gemm.gemm_kernel, store="matrix"), _gemm_args("matrix"), True, 0, gemm_threads,
                    "compute", "fma_outer", bk),
         KernelSpec("gemm_nchw_bias_leaky_acc", P(gemm.gemm_kernel, store="nchw", bias_mode=gemm.BIAS_ROW,
@@ -225,30 +312,50 @@ def kernel_specs() -> list[KernelSpec]:
                    link=(mma.SOURCE,)),
     ]
     specs += [
-        KernelSpec("im2col", im2col.im2col_kernel, _arrays_then((4, 3), 12), True, 0, im2col.THREADS, "memory",
-                   "outer", 1, 1 + 1 / 9, dtypes=("float32", "float64", "uint16")),
+        KernelSpec("im2col", im2col.im2col_kernel, _im2col_args("C"), True, 0, im2col.THREADS, "memory", "kernel", 1,
+                   (1 + 1 / 9) * im2col.PER_THREAD, dtypes=("float32", "float64", "uint16")),
+        KernelSpec("im2col_general", P(im2col.im2col_kernel, dense=False), _im2col_args("A"), True, 0,
+                   im2col.THREADS, "memory", "kernel", 1, (1 + 1 / 9) * im2col.PER_THREAD,
+                   dtypes=("float32", "float64", "uint16")),
         # float16 / bfloat16 operands of the ops without a 16-bit kernel: widened in, results narrowed out
         KernelSpec("widen", _convert_factory(True), _convert_args("f16", "f32"), True, 0, convert.THREADS, "memory",
                    "outer", 1, 3, dtypes=("float16", "bfloat16")),
         KernelSpec("narrow", _convert_factory(False), _convert_args("f32", "f16"), True, 0, convert.THREADS,
                    "memory", "outer", 1, 3, dtypes=("float16", "bfloat16")),
-        KernelSpec("col2im", im2col.col2im_kernel, _arrays_then((3, 4), 12), True, 0, im2col.THREADS, "memory",
-                   "outer", (3, 0), 10),
-        KernelSpec("fold_padding", im2col.fold_padding_kernel, _arrays_then((4, 4), 3), True, 0, im2col.THREADS,
-                   "memory", "outer", (58, 2), 2),  # every padded row tested; 2 band rows walk a padded row
-        KernelSpec("activation", epilogue.activation_kernel, _arrays_then((4,), 1, alpha=True), True, 0,
-                   epilogue.THREADS, "memory", "outer", 1, 2),
-        KernelSpec("activation_grad", epilogue.activation_grad_kernel, _arrays_then((4, 4, 4), 1, alpha=True),
-                   True, 0, epilogue.THREADS, "memory", "outer", 1, 3),
+        KernelSpec("col2im", P(im2col.col2im_kernel, window=(3, 3, 1, 1, 1, 1)), _col2im_args, True, 0,
+                   im2col.THREADS, "memory", "kernel", 1, 10),
+        KernelSpec("fold_padding", im2col.fold_padding_kernel, _arrays_then((4, 4), 2, layout="C", plane_tail=True),
+                   True, 0, im2col.THREADS, "memory", "kernel", 1, 2),
+        KernelSpec("fold_padding_edges", P(im2col.fold_padding_edges_kernel, mode=PAD_REFLECT),
+                   _arrays_then((4, 4), 11, layout="C", plane_tail=True), True, 0, im2col.THREADS, "memory",
+                   "kernel", 1, 2),
+        KernelSpec("activation", P(epilogue.activation_kernel, act=ACT_ELU), _elementwise_args(1), True, 0,
+                   epilogue.THREADS, "memory", "kernel", 1, 2 * epilogue.PER_THREAD),
+        KernelSpec("activation_grad", P(epilogue.activation_grad_kernel, act=ACT_SIGMOID), _elementwise_args(3), True,
+                   0, epilogue.THREADS, "memory", "kernel", 1, 3 * epilogue.PER_THREAD),
+        KernelSpec("activation_general", P(epilogue.activation_kernel, act=ACT_ELU, dense=False),
+                   _elementwise_args(1, "A"), True, 0, epilogue.THREADS, "memory", "kernel", 1, 2),
+        KernelSpec("activation_grad_general", P(epilogue.activation_grad_kernel, act=ACT_NONE, dense=False),
+                   _elementwise_args(3, "A"), True, 0, epilogue.THREADS, "memory", "kernel", 1, 3),
         KernelSpec("fill", epilogue.fill_kernel, _arrays_then((1,), 0, alpha=True), True, 0, epilogue.THREADS,
                    "memory", "outer", 1, 1),
-        KernelSpec("conv2d_data_grad", backward.data_grad_kernel, _data_grad_args, True, 0, backward.THREADS,
-                   "compute", "fma_inner"),
-        KernelSpec("conv2d_bias_grad", backward.bias_grad_kernel, _arrays_then((4, 1), 0), True, 0,
+        KernelSpec("conv2d_data_grad", backward.data_grad_kernel, _data_grad_args, True,
+                   backward.WEIGHT_BUDGET_BYTES, backward.THREADS, "compute", "fma_inner"),
+        KernelSpec("conv2d_bias_grad", backward.bias_grad_kernel, _bias_grad_args("C"), True, 0,
                    backward.BIAS_THREADS, "memory", "outer", 1, 1),
-        KernelSpec("max_pool2d_backward", pool.max_pool2d_backward_kernel, _pool_args("max_backward"), True, 0,
-                   pool.POOL_THREADS, "memory", "outer", (2, 0), 1.25, 2),
-        KernelSpec("avg_pool2d_backward", pool.avg_pool2d_backward_kernel, _pool_args("avg_backward"), True, 0,
-                   pool.POOL_THREADS, "memory", "outer", (2, 0), 1.25),
+        KernelSpec("conv2d_bias_grad_general", P(backward.bias_grad_kernel, dense=False), _bias_grad_args("A"), True,
+                   0, backward.BIAS_THREADS, "memory", "outer", 1, 1),
+        KernelSpec("max_pool2d_backward", P(pool.max_pool2d_backward_kernel, geometry=(3, 3, 2, 2, 1, 1)),
+                   _pool_args("max_backward"), True, 0, pool.POOL_THREADS, "memory", "kernel", 1,
+                   5 * pool.CELLS_PER_THREAD, 8 * pool.CELLS_PER_THREAD),
+        KernelSpec("avg_pool2d_backward", P(pool.avg_pool2d_backward_kernel, geometry=(3, 3, 2, 2, 1, 1)),
+                   _pool_args("avg_backward"), True, 0, pool.POOL_THREADS, "memory", "kernel", 1,
+                   5 * pool.CELLS_PER_THREAD),
+        KernelSpec("max_pool2d_backward_element", pool.max_pool2d_backward_kernel,
+                   _pool_args("max_backward_element", "A"), True, 0, pool.POOL_THREADS, "memory", "kernel", 2,
+                   1.25, 2),
+        KernelSpec("avg_pool2d_backward_element", pool.avg_pool2d_backward_kernel,
+                   _pool_args("avg_backward_element", "A"), True, 0, pool.POOL_THREADS, "memory", "kernel", 2,
+                   1.25),
     ]
     return specs

@@ -6,7 +6,8 @@ for any stride (odd pixel bottom/right). Pooling: PyTorch's rule, ceil_mode incl
 
 from __future__ import annotations
 
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field, fields
+from typing import ClassVar
 
 from . import _args
 
@@ -42,6 +43,8 @@ def conv_transpose2d_output_size(in_hw, kernel_size, stride=1, padding=0, output
 
 
 def pool2d_output_size(in_hw, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False) -> tuple[int, int]:
+    """(P, Q) of max or average pooling of an H×W input, PyTorch's rule (stride defaults to the kernel
+    size; ceil_mode keeps a last window that starts inside the input or its left padding)."""
     H, W = _args.pair(in_hw, "in_hw")
     g = _args.pool2d_geometry((1, 1, H, W), kernel_size, stride, padding, dilation, ceil_mode)
     return (g.P, g.Q)
@@ -59,6 +62,7 @@ def conv2d_params(in_channels, out_channels, kernel_size, groups=1, bias=True) -
 
 
 def linear_params(in_features, out_features, bias=True) -> int:
+    """in_features·out_features weights, plus out_features biases."""
     i = _args.check_int(in_features, "in_features", 1)
     o = _args.check_int(out_features, "out_features", 1)
     return i * o + (o if bias else 0)
@@ -78,6 +82,8 @@ class _Shape:
 
 @dataclass(frozen=True)
 class Conv2d:
+    """A convolution layer in a stack (as torch.nn.Conv2d; padding also "same" for any stride)."""
+    shown: ClassVar = ("out_channels", "kernel_size")      # always in its description
     out_channels: int
     kernel_size: int | tuple = 3
     stride: int | tuple = 1
@@ -87,17 +93,21 @@ class Conv2d:
     bias: bool = True
 
     def output_shape(self, s):
+        """(N, K, P, Q) for an (N, C, H, W) input."""
         N, C, H, W = s
         R, S = _args.pair(self.kernel_size, "kernel_size")
         return conv2d_output_shape((N, C, H, W), (self.out_channels, C // max(self.groups, 1), R, S), self.stride,
                                    self.padding, self.dilation, self.groups)
 
     def params(self, s):
+        """Weights and biases for an input of shape s."""
         return conv2d_params(s[1], self.out_channels, self.kernel_size, self.groups, self.bias)
 
 
 @dataclass(frozen=True)
 class ConvTranspose2d:
+    """A transposed convolution layer in a stack (as torch.nn.ConvTranspose2d)."""
+    shown: ClassVar = ("out_channels", "kernel_size")
     out_channels: int
     kernel_size: int | tuple = 3
     stride: int | tuple = 1
@@ -118,6 +128,8 @@ class ConvTranspose2d:
 
 @dataclass(frozen=True)
 class MaxPool2d:
+    """Max pooling in a stack (as torch.nn.MaxPool2d: stride defaults to the kernel size)."""
+    shown: ClassVar = ("kernel_size",)
     kernel_size: int | tuple = 2
     stride: int | tuple | None = None
     padding: int | tuple = 0
@@ -134,6 +146,8 @@ class MaxPool2d:
 
 @dataclass(frozen=True)
 class AvgPool2d:
+    """Average pooling in a stack (as torch.nn.AvgPool2d: stride defaults to the kernel size)."""
+    shown: ClassVar = ("kernel_size",)
     kernel_size: int | tuple = 2
     stride: int | tuple | None = None
     padding: int | tuple = 0
@@ -148,6 +162,8 @@ class AvgPool2d:
 
 @dataclass(frozen=True)
 class GlobalPool2d:
+    """Global max or average pooling ("max" / "avg"): (N, C, H, W) -> (N, C, 1, 1)."""
+    shown: ClassVar = ("kind",)
     kind: str = "avg"
 
     def output_shape(self, s):
@@ -159,6 +175,9 @@ class GlobalPool2d:
 
 @dataclass(frozen=True)
 class Flatten:
+    """(N, ...) -> (N, product of the rest), as torch.nn.Flatten."""
+    shown: ClassVar = ()
+
     def output_shape(self, s):
         n = 1
         for d in s[1:]:
@@ -171,6 +190,8 @@ class Flatten:
 
 @dataclass(frozen=True)
 class Linear:
+    """A dense layer on a flat (N, features) input, as torch.nn.Linear."""
+    shown: ClassVar = ("out_features",)
     out_features: int
     bias: bool = True
 
@@ -185,6 +206,7 @@ class Linear:
 
 @dataclass(frozen=True)
 class LayerSummary:
+    """One layer of a StackSummary: the layer, its input and output shapes, its parameter count."""
     layer: object
     in_shape: tuple
     out_shape: tuple
@@ -193,6 +215,7 @@ class LayerSummary:
 
 @dataclass
 class StackSummary:
+    """What summarize() returns: the input shape and one LayerSummary per layer."""
     input_shape: tuple
     rows: list = field(default_factory=list)
 
@@ -204,13 +227,27 @@ class StackSummary:
     def output_shape(self) -> tuple:
         return self.rows[-1].out_shape if self.rows else self.input_shape
 
-    def format(self) -> str:
-        lines = [f"{'layer':<48} {'output (N×C×H×W)':>20} {'params':>12}",
-                 f"{'input':<48} {_fmt(self.input_shape):>20} {'':>12}"]
+    def table(self):
+        """A rich Table: one row per layer (its description, output shape, parameters) and the total."""
+        from ._console import table as new_table
+
+        table = new_table(show_footer=True)
+        table.add_column("layer", footer="total trainable parameters")
+        table.add_column("output (N×C×H×W)", justify="right")
+        table.add_column("params", justify="right", footer=f"{self.total_params:,}")
+        table.add_row("input", _fmt(self.input_shape), "")
         for r in self.rows:
-            lines.append(f"{_describe(r.layer):<48} {_fmt(r.out_shape):>20} {r.params:>12,}")
-        lines.append(f"{'total trainable parameters':<48} {'':>20} {self.total_params:>12,}")
-        return "\n".join(lines)
+            table.add_row(describe(r.layer), _fmt(r.out_shape), f"{r.params:,}")
+        return table
+
+    def format(self) -> str:
+        """The table as plain text."""
+        from rich.console import Console
+
+        console = Console(width=200, no_color=True, highlight=False)
+        with console.capture() as capture:
+            console.print(self.table())
+        return "\n".join(line.rstrip() for line in capture.get().splitlines())
 
 
 def summarize(input_shape, layers) -> StackSummary:
@@ -232,11 +269,14 @@ def _fmt(shape) -> str:
     return "×".join(str(d) for d in shape)
 
 
-def _describe(layer) -> str:
-    """Class name and the fields that differ from their defaults (required ones always shown)."""
-    shown = [f"{f.name}={getattr(layer, f.name)}" for f in fields(layer)
-             if f.default is MISSING or getattr(layer, f.name) != f.default]
-    return f"{type(layer).__name__}({', '.join(shown)})"
+def describe(layer) -> str:
+    """'Conv2d(64, 3×3, stride=2, padding=same)': the class name, the fields it always shows (its `shown`:
+    output size and kernel, a square kernel as R×R), then the other fields that differ from their defaults."""
+    always = ["×".join(map(str, _args.pair(layer.kernel_size, "kernel_size"))) if n == "kernel_size"
+              else str(getattr(layer, n)) for n in layer.shown]
+    rest = [f"{f.name}={getattr(layer, f.name)}" for f in fields(layer)
+            if f.name not in layer.shown and getattr(layer, f.name) != f.default]
+    return f"{type(layer).__name__}({', '.join(always + rest)})"
 
 
 # --------------------------------------------------------------------------- the CLI's layer grammar

@@ -8,24 +8,29 @@ from .._args import activation_spec
 
 
 def relu(z):
+    """max(z, 0)."""
     return np.maximum(z, 0.0)
 
 
 def leaky_relu(z, negative_slope: float = 0.01):
+    """z where z > 0, else negative_slope·z."""
     return np.where(z > 0, z, z * negative_slope)
 
 
 def sigmoid(z):
+    """1 / (1 + exp(−z))."""
     # exp of a non-positive argument only, so neither branch overflows
     e = np.exp(-np.abs(z))
     return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
 def tanh(z):
+    """The hyperbolic tangent of z."""
     return np.tanh(z)
 
 
 def elu(z, alpha: float = 1.0):
+    """z where z > 0, else alpha·(exp(z) − 1)."""
     return np.where(z > 0, z, alpha * np.expm1(np.minimum(z, 0.0)))
 
 
@@ -35,19 +40,23 @@ def relu_grad(z):
 
 
 def leaky_relu_grad(z, negative_slope: float = 0.01):
+    """d leaky_relu / dz: 1 where z > 0, else negative_slope."""
     return np.where(z > 0, 1.0, negative_slope)
 
 
 def sigmoid_grad(z):
+    """d sigmoid / dz = s·(1 − s), s = sigmoid(z)."""
     s = sigmoid(z)
     return s * (1.0 - s)
 
 
 def tanh_grad(z):
+    """d tanh / dz = 1 − tanh(z)²."""
     return 1.0 - np.tanh(z) ** 2
 
 
 def elu_grad(z, alpha: float = 1.0):
+    """d elu / dz: 1 where z > 0, else alpha·exp(z)."""
     return np.where(z > 0, 1.0, alpha * np.exp(np.minimum(z, 0.0)))
 
 

@@ -146,6 +146,7 @@ def global_max_pool2d_backward(grad_out, x):
 
 
 def global_avg_pool2d_backward(grad_out, x):
+    """Gradient of global_avg_pool2d: each plane's gradient (N, C, 1, 1) / (H·W) over the plane."""
     x = as_f64(x, "x", 4)
     go = _grad_out(grad_out, x.shape[:2] + (1, 1))
     return np.broadcast_to(go / (x.shape[2] * x.shape[3]), x.shape).copy()
