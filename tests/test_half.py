@@ -268,3 +268,16 @@ def test_torch_modules(rng):
     assert x.grad.dtype == torch.bfloat16 and conv.weight.grad.dtype == torch.bfloat16
     assert rel_err(x.grad.double().numpy(), x64.grad.numpy()) <= 3 * bound("bfloat16", 27)
     assert rel_err(conv.weight.grad.double().numpy(), w64.grad.numpy()) <= 3 * bound("bfloat16", 25)
+
+
+def test_device_path_makes_no_host_copies(rng, host_copies):
+    """16-bit device arrays stay on the device through the widening route: no copy either way."""
+    x, x64 = rounded(rng, (1, 2, 4, 4), np.float16)
+    d = cuda.to_device(x)
+    gpuconv.gpu_avg_pool2d(d, 2)                    # warm-up: cached placeholders are made on first use
+    with host_copies() as count:
+        y, idx = gpuconv.gpu_max_pool2d(d, 2, return_indices=True)
+        g = gpuconv.gpu_max_pool2d_backward(y, d, 2, indices=idx)
+    assert not count, dict(count)
+    assert y.dtype == np.float16 and idx.dtype == np.int64 and g.dtype == np.float16
+    assert rel_err(f64(y.copy_to_host()), ref.max_pool2d(x64, 2)) == 0
