@@ -281,3 +281,16 @@ def test_device_path_makes_no_host_copies(rng, host_copies):
     assert not count, dict(count)
     assert y.dtype == np.float16 and idx.dtype == np.int64 and g.dtype == np.float16
     assert rel_err(f64(y.copy_to_host()), ref.max_pool2d(x64, 2)) == 0
+
+
+def test_dask_chunks(rng):
+    """gpuconv.dask in float16: chunk by chunk, the same bits as one call on the whole array."""
+    da = pytest.importorskip("dask.array")
+    import gpuconv.dask as gd
+
+    x, _ = rounded(rng, (1, 2, 12, 12), np.float16)
+    w, _ = rounded(rng, (3, 2, 3, 3), np.float16)
+    y = gd.conv2d(da.from_array(x, chunks=(1, 2, 6, 6)), w, padding=1, algo="direct")
+    assert y.dtype == np.float16
+    assert np.array_equal(y.compute().view(np.uint16),
+                          gpuconv.gpu_conv2d(x, w, padding=1, algo="direct").view(np.uint16))
