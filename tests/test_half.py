@@ -201,16 +201,18 @@ def test_linear_tensor_cores(rng, native, name, activation):
 
 
 @pytest.mark.parametrize("name, kwargs", [
-    ("float16", dict(padding=1, padding_mode="reflect", activation="relu")),        # fused epilogue
-    ("bfloat16", dict(padding=(1, 0), stride=2, groups=2, activation="elu")),      # groups: two GEMMs; late elu
+    ("float16", dict(padding=1, padding_mode="reflect", activation="relu")),        # fused epilogue; "auto"
+    ("bfloat16", dict(padding=(1, 0), stride=2, groups=2, activation="elu", algo="im2col")),   # two GEMMs; late elu
 ])
 def test_conv2d_im2col_tensor_cores(rng, native, name, kwargs):
     dt = DTYPES[name]
-    x, x64 = rounded(rng, (1, 2 * kwargs.get("groups", 1), 6, 6), dt)        # C/groups·R·S = 18: one K step
-    w, w64 = rounded(rng, (4, 2, 3, 3), dt)
-    b, b64 = rounded(rng, (4,), dt)
+    groups = kwargs.get("groups", 1)
+    x, x64 = rounded(rng, (1, 2 * groups, 6, 6), dt)                     # C/groups·R·S = 18: one K step
+    w, w64 = rounded(rng, (16 * groups, 2, 3, 3), dt)                    # "auto" picks im2col: 16 rows a group
+    b, b64 = rounded(rng, (16 * groups,), dt)
     act = kwargs.pop("activation")
-    y = gpuconv.gpu_conv2d(x, w, b, activation=act, **kwargs)            # "auto": im2col for 16-bit inputs
+    algo = kwargs.pop("algo", "auto")
+    y = gpuconv.gpu_conv2d(x, w, b, activation=act, algo=algo, **kwargs)
     assert y.dtype == dt
     z = ref.conv2d(x64, w64, b64, **kwargs)
     err = rel_err(f64(y), ref.activation(z, act))
@@ -219,6 +221,18 @@ def test_conv2d_im2col_tensor_cores(rng, native, name, kwargs):
         no_worse_than_torch(err, lambda torch: torch.relu(torch.nn.functional.conv2d(
             torch.nn.functional.pad(_t(torch, x), (1, 1, 1, 1), mode="reflect"), _t(torch, w), _t(torch, b))),
             ref.activation(z, act))
+
+
+def test_auto_widens_depthwise(rng, monkeypatch):
+    """"auto" leaves layers whose per-group GEMM is thinner than an mma tile (depthwise) to the float32
+    kernels: the tensor-core plan is never built."""
+    from gpuconv import im2col
+
+    monkeypatch.setattr(im2col, "plan", lambda *a, **k: (_ for _ in ()).throw(AssertionError("im2col planned")))
+    x, x64 = rounded(rng, (1, 4, 5, 5), np.float16)
+    w, w64 = rounded(rng, (4, 1, 3, 3), np.float16)
+    y = gpuconv.gpu_conv2d(x, w, padding=1, groups=4)
+    assert y.dtype == np.float16 and rel_err(f64(y), ref.conv2d(x64, w64, padding=1, groups=4)) <= bound("float16", 9)
 
 
 def test_tf32(rng):

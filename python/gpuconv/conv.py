@@ -82,7 +82,7 @@ def gpu_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
         (None: gpuconv.allow_tf32(), off by default).
 
     float32, float64, float16 and bfloat16; x, weight and bias share one dtype and one side. float16
-    and bfloat16 run "im2col" ("auto" means it) on the tensor cores: the columns are unfolded from the
+    and bfloat16 run "im2col" ("auto" means it where tensor_cores_pay) on the tensor cores: the columns are unfolded from the
     16-bit data, multiplied with float32 accumulation, bias and activation applied in float32 and the
     result rounded to the input's dtype; their other algorithms run the float32 kernels on float32
     copies of the operands (gpuconv._precision), rounding the result once. NumPy in -> NumPy out;
@@ -129,6 +129,11 @@ def gpu_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     requested = algo
     if half:
         algo = "im2col"
+        if requested == "auto" and not tensor_cores_pay(g):    # depthwise-like: widened, any algorithm
+            return _precision.widened(
+                lambda x, w, b, s, o: gpu_conv2d(x, w, b, stride, padding, dilation, groups,
+                                                 padding_mode=padding_mode, activation=activation, out=o, stream=s),
+                [("x", x), ("weight", weight), ("bias", bias)], out, stream)
     if g.N == 0:                # an empty batch: the algorithm must still accept the layer; nothing runs
         if algo != "auto":
             _plan(algo, dataclasses.replace(g, N=1), dtype, has_bias, act_code, alpha, _kernel, limit, tc)
@@ -168,6 +173,12 @@ def gpu_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
                      limit, tc)
     plan.run(dx, dw, db, dy, kind, x, s)
     return _precision.result(res, dy, dtype, kind, out, s)
+
+
+def tensor_cores_pay(g) -> bool:
+    """Is each group's GEMM at least one mma tile deep and tall (K/groups and C/groups·R·S >= 16)? A
+    depthwise-like layer would leave nearly all of every 128×128 tensor-core tile empty."""
+    return g.K // g.groups >= 16 and g.C // g.groups * g.R * g.S >= 16
 
 
 class _DirectPlan:
