@@ -8,7 +8,7 @@ and rounded back (to nearest even) where they are stored, as PyTorch's half-prec
 from numba import cuda, float32, uint16, uint32
 from numba.types import float16
 
-from ._vector import bits_f16, bits_f32, f16_bits, f32_bits
+from ._vector import bf16_bits_rn, bits_f16, bits_f32, f16_bits
 
 KINDS = ("f16", "bf16")
 
@@ -17,20 +17,11 @@ KINDS = ("f16", "bf16")
 def to_f32(bits, kind):
     if kind == "f16":
         return float32(bits_f16(uint16(bits)))
-    return bits_f32(uint32(bits) << uint32(16))
-
-
-@cuda.jit(device=True, inline=True)
-def _bf16_bits(x):
-    """float32 -> bfloat16 bits, rounded to nearest even; NaN stays a (quiet) NaN."""
-    u = f32_bits(x)
-    if (u & uint32(0x7FFFFFFF)) > uint32(0x7F800000):
-        return uint16((u >> uint32(16)) | uint32(0x40))
-    return uint16((u + uint32(0x7FFF) + ((u >> uint32(16)) & uint32(1))) >> uint32(16))
+    return bits_f32(uint32(uint32(bits) << uint32(16)))     # (Numba widens the shift to 64 bits)
 
 
 @cuda.jit(device=True, inline=True)
 def from_f32(x, kind):
     if kind == "f16":
         return f16_bits(float16(x))
-    return _bf16_bits(x)
+    return bf16_bits_rn(float32(x))

@@ -12,7 +12,8 @@
 - `shared_address(a, off)`: the 32-bit shared-memory address of element `off` of a shared array (for
   instructions that take one, such as kernels/mma.py's ldmatrix); the simulator returns off itself.
 - `f32_bits(x)` / `bits_f32(u)`: a float32's bits as uint32 and back (bfloat16 is a float32's top half);
-  `f16_bits(h)` / `bits_f16(u)`: a float16's bits as uint16 and back.
+  `f16_bits(h)` / `bits_f16(u)`: a float16's bits as uint16 and back; `bf16_bits_rn(x)`: float32 ->
+  bfloat16 bits, rounded to nearest even (one cvt.rn.bf16.f32, sm_80+; NaN -> the canonical 0x7FFF).
 - `ldg_words(a, off)`: the 16 bytes at element `off` of any array as four uint32 words (one LDG.E.128),
   for kernels that move 16-bit data as raw bits.
 
@@ -93,6 +94,12 @@ if config.ENABLE_CUDASIM:
 
     def bits_f16(u):
         return np.uint16(u).view(np.float16)
+
+    def bf16_bits_rn(x):
+        u = int(np.float32(x).view(np.uint32))
+        if (u & 0x7FFFFFFF) > 0x7F800000:
+            return np.uint16(0x7FFF)                       # the canonical NaN, as cvt.rn.bf16.f32
+        return np.uint16((u + 0x7FFF + ((u >> 16) & 1)) >> 16)
 
     def ldg_words(a, off):
         host = _host(a)
@@ -227,9 +234,21 @@ else:
             return None
 
         def codegen(context, builder, signature, args):
-            return builder.bitcast(args[0], ir.IntType(16))
+            held = context.get_value_type(types.float16)     # numba-cuda holds a float16 as i16 already
+            return args[0] if held == ir.IntType(16) else builder.bitcast(args[0], ir.IntType(16))
 
         return types.uint16(h), codegen
+
+    @intrinsic
+    def bf16_bits_rn(typingctx, x):
+        if x != types.float32:
+            return None
+
+        def codegen(context, builder, signature, args):
+            fn = ir.InlineAsm(ir.FunctionType(ir.IntType(16), [ir.FloatType()]), "cvt.rn.bf16.f32 $0, $1;", "=h,f")
+            return builder.call(fn, [args[0]])
+
+        return types.uint16(x), codegen
 
     @intrinsic
     def bits_f16(typingctx, u):
@@ -237,7 +256,8 @@ else:
             return None
 
         def codegen(context, builder, signature, args):
-            return builder.bitcast(args[0], ir.HalfType())
+            held = context.get_value_type(types.float16)     # i16 in numba-cuda: its float16 casts take i16
+            return args[0] if held == args[0].type else builder.bitcast(args[0], held)
 
         return types.float16(u), codegen
 

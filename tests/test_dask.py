@@ -223,7 +223,7 @@ def test_bad_arguments_raise_before_any_graph(rng):
         gd.conv2d(x, da.from_array(w))
     with pytest.raises(TypeError, match="mixed dtypes: x is float32 but weight is float64"):
         gd.conv2d(x, w.astype(np.float64))
-    with pytest.raises(TypeError, match="x must be float32 or float64"):
+    with pytest.raises(TypeError, match="x must be float32, float64, float16 or bfloat16"):
         gd.conv2d(x.astype(np.int32), w)
     with pytest.raises(ValueError, match=r"weight \(4, 2, 3, 3\) has 2 input channels"):
         gd.conv2d(x, w[:, :2])

@@ -85,7 +85,7 @@ def test_pool_errors():
         gpu_avg_pool2d(x, 2, divisor_override=0)
     with pytest.raises(TypeError, match="count_include_pad"):
         gpu_avg_pool2d(x, 2, count_include_pad=None)
-    with pytest.raises(TypeError, match="x must be float32 or float64"):
+    with pytest.raises(TypeError, match="x must be float32, float64, float16 or bfloat16"):
         gpu_max_pool2d(x.astype(np.int32), 2)
     with pytest.raises(ValueError, match="x must be 4-D"):
         gpu_global_avg_pool2d(x[0, 0])

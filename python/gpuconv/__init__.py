@@ -5,6 +5,7 @@
 """
 
 from . import _runtime  # first: decides simulator or device before numba is imported
+from ._precision import allow_tf32, set_allow_tf32
 from . import filters, reference, shapes
 from .backward import gpu_conv2d_backward, gpu_conv_transpose2d, gpu_conv_transpose2d_backward
 from .conv import gpu_conv2d
@@ -17,7 +18,7 @@ from .pool_backward import (gpu_avg_pool2d_backward, gpu_global_avg_pool2d_backw
 SIMULATOR = _runtime.SIMULATOR
 __version__ = "0.1.0"
 
-__all__ = ["gpu_conv2d", "gpu_conv2d_backward", "gpu_conv_transpose2d", "gpu_conv_transpose2d_backward", "gpu_matmul", "gpu_linear", "set_workspace_limit", "workspace_limit", "gpu_max_pool2d", "gpu_avg_pool2d", "gpu_global_max_pool2d", "gpu_global_avg_pool2d",
+__all__ = ["gpu_conv2d", "gpu_conv2d_backward", "gpu_conv_transpose2d", "gpu_conv_transpose2d_backward", "gpu_matmul", "gpu_linear", "set_workspace_limit", "workspace_limit", "allow_tf32", "set_allow_tf32", "gpu_max_pool2d", "gpu_avg_pool2d", "gpu_global_max_pool2d", "gpu_global_avg_pool2d",
            "gpu_max_pool2d_backward", "gpu_avg_pool2d_backward", "gpu_global_max_pool2d_backward",
            "gpu_global_avg_pool2d_backward",
            "SIMULATOR", "filters", "reference", "shapes", "__version__"]

@@ -15,12 +15,17 @@ device before anything is written back, so there out= may alias an input.
 
 from __future__ import annotations
 
+import contextvars
+
+import ml_dtypes
 import numpy as np
 from numba import cuda
 
 from . import _runtime
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+HALF_DTYPES = (np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16))   # (gpuconv._precision routes them)
+ACCEPTED = "float32, float64, float16 or bfloat16"
 DEVICE_KINDS = frozenset(("numba", "torch", "cupy", "cai", "dlpack"))
 _DLPACK_CPU = 1          # DLDeviceType kDLCPU
 
@@ -62,7 +67,7 @@ def dtype_of(a, kind: str) -> np.dtype:
         try:
             return np.dtype(str(a.dtype).removeprefix("torch."))
         except TypeError:
-            raise TypeError(f"unsupported dtype {a.dtype}: gpuconv takes float32 and float64") from None
+            raise TypeError(f"unsupported dtype {a.dtype}: gpuconv takes {ACCEPTED}") from None
     if kind == "host":
         return a.dtype if isinstance(a, np.ndarray) else np.asarray(a).dtype   # host: converted anyway
     if kind == "dlpack_cpu":
@@ -80,8 +85,9 @@ def is_device(kind: str) -> bool:
     return kind in DEVICE_KINDS
 
 
-def check_operands(named, float_only=True):
-    """named: [(name, array or None)] -> (kinds, dtype). All on one side (host/device), one float dtype."""
+def check_operands(named, float_only=True, half=False):
+    """named: [(name, array or None)] -> (kinds, dtype). All on one side (host/device), one float dtype:
+    float32 or float64, or with half=True (the 16-bit routes of gpuconv._precision) float16 or bfloat16."""
     kinds, dtypes = {}, {}
     for name, a in named:
         if a is None:
@@ -94,8 +100,8 @@ def check_operands(named, float_only=True):
         raise TypeError(f"arrays must all be on the host or all on a CUDA device: {where}")
     first = next(iter(dtypes))
     dtype = dtypes[first]
-    if float_only and dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{first} must be float32 or float64, got {dtype}")
+    if float_only and dtype not in FLOAT_DTYPES + (HALF_DTYPES if half else ()):
+        raise TypeError(f"{first} must be {ACCEPTED}, got {dtype}")
     for name, dt in dtypes.items():
         if dt != dtype:
             raise TypeError(f"mixed dtypes: {first} is {dtype} but {name} is {dt}")
@@ -117,9 +123,20 @@ def _external(ptr: int):
     return s
 
 
+# Every op resolves its stream right after its last check and before its first allocation; a probe
+# (gpuconv._precision: checking a 16-bit call's arguments before widening them) stops it there.
+PROBING = contextvars.ContextVar("gpuconv_probing", default=False)
+
+
+class ChecksPassed(Exception):
+    """Raised by resolve_stream while PROBING: every check of the op passed."""
+
+
 def resolve_stream(stream, kind: str, like=None):
     """The Numba stream to launch on: `stream` if given (Numba, CuPy or torch stream, or a raw handle),
     else the current stream of the library the input came from, else Numba's default stream."""
+    if PROBING.get():
+        raise ChecksPassed
     if _runtime.SIMULATOR:
         return 0
     _runtime.require_target()
@@ -206,14 +223,14 @@ def allocate(shape, dtype, kind: str, like, stream):
 
 
 def check_out(out, shape, dtype, kind: str):
-    """Validate a caller's out= against the result's shape, dtype, side and writability (before any
-    launch); returns its kind."""
+    """Validate a caller's out= against the result's shape (unless None), dtype, side and writability
+    (before any launch); returns its kind."""
     okind = kind_of(out, "out")
     if is_device(okind) != is_device(kind):
         raise TypeError(f"out must be on the {'device' if is_device(kind) else 'host'} like the inputs")
     if okind == "host" and not isinstance(out, np.ndarray) or okind == "dlpack_cpu":
         raise TypeError("a host out must be a NumPy array or a CPU PyTorch tensor")
-    if tuple(out.shape) != tuple(shape):
+    if shape is not None and tuple(out.shape) != tuple(shape):
         raise ValueError(f"out must have shape {tuple(shape)}, got {tuple(out.shape)}")
     if dtype_of(out, okind) != dtype:
         raise TypeError(f"out must have dtype {dtype}, got {dtype_of(out, okind)}")
@@ -226,7 +243,10 @@ def _read_only(a, kind) -> bool:
     if kind == "host":
         return not a.flags.writeable
     if kind == "torch_cpu":
-        return not a.detach().numpy().flags.writeable
+        import torch
+
+        t = a.detach()
+        return not (t.view(torch.int16) if t.dtype == torch.bfloat16 else t).numpy().flags.writeable
     if kind == "numba" and _runtime.SIMULATOR:
         return not a._ary.flags.writeable
     if kind == "cai":
@@ -323,6 +343,8 @@ def host_result(y, kind):
     if kind == "torch_cpu":
         import torch
 
+        if y.dtype == HALF_DTYPES[1]:            # PyTorch does not take NumPy's bfloat16: move the bits
+            return torch.from_numpy(y.view(np.int16)).view(torch.bfloat16)
         return torch.from_numpy(y)
     return y
 
@@ -378,17 +400,19 @@ def call_unbatched(fn, named, out=None, batched=None):
 # ----------------------------------------------------------------------------- views
 
 
-def strided_view(a, shape, strides):
+def strided_view(a, shape, strides, dtype=None):
     """A view of Numba device array `a` (same memory, no copy) with the given shape and byte strides:
-    a 3-D view of a matrix (stride 0 on a batch of 1), a transpose, or a merge of contiguous axes."""
+    a 3-D view of a matrix (stride 0 on a batch of 1), a transpose, or a merge of contiguous axes;
+    `dtype` (of a's itemsize) reads the same bytes as another type (16-bit data as uint16 bits)."""
     shape, strides = tuple(int(v) for v in shape), tuple(int(v) for v in strides)
     if _runtime.SIMULATOR:
         from numba.cuda.simulator.cudadrv.devicearray import FakeCUDAArray
 
-        return FakeCUDAArray(np.lib.stride_tricks.as_strided(a._ary, shape, strides))
+        base = a._ary if dtype is None else a._ary.view(dtype)
+        return FakeCUDAArray(np.lib.stride_tricks.as_strided(base, shape, strides))
     from numba.cuda.cudadrv.devicearray import DeviceNDArray
 
-    return DeviceNDArray(shape, strides, a.dtype, stream=a.stream, gpu_data=a.gpu_data)
+    return DeviceNDArray(shape, strides, a.dtype if dtype is None else dtype, stream=a.stream, gpu_data=a.gpu_data)
 
 
 def merged_strides(shape, strides):

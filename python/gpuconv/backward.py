@@ -21,7 +21,7 @@ from gpuconv.kernels import backward as kback
 from gpuconv.kernels import gemm as kgemm
 from gpuconv.kernels import im2col as kim2col
 
-from . import _args, _interop, conv, im2col
+from . import _args, _interop, _precision, conv, im2col
 
 NEEDS = ("input", "weight", "bias")
 
@@ -152,6 +152,11 @@ def gpu_conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, gr
     grad_out and x may be unbatched (3-D; grad_input is then 3-D too); N = 0 gives an empty grad_input
     and zero grad_weight and grad_bias.
     """
+    if _precision.any_half(grad_out, x, weight, bias):
+        return _precision.widened(
+            lambda go, x, w, b, s, _: gpu_conv2d_backward(go, x, w, stride, padding, dilation, groups, padding_mode, needs,
+                                                       bias=b, activation=activation, stream=s),
+            [("grad_out", grad_out), ("x", x), ("weight", weight), ("bias", bias)], None, stream)
     if _interop.ndim(x) == 3:
         return _interop.call_unbatched(
             lambda go4, x4, _: gpu_conv2d_backward(go4, x4, weight, stride, padding, dilation, groups, padding_mode,
@@ -222,6 +227,11 @@ def gpu_conv_transpose2d(x, weight, bias=None, stride=1, padding=0, output_paddi
     F.conv_transpose2d: output (N, C_out, (H−1)·sh − 2·ph + dh·(R−1) + oph + 1, ...). It is the input
     gradient of a convolution, computed by the same gather kernel; same interop, out= and stream= (a
     device out= must not overlap x, weight or bias), unbatched (C_in, H, W) x and N = 0 as gpu_conv2d."""
+    if _precision.any_half(x, weight, bias):
+        return _precision.widened(
+            lambda x, w, b, s, o: gpu_conv_transpose2d(x, w, b, stride, padding, output_padding, groups, dilation,
+                                                       out=o, stream=s),
+            [("x", x), ("weight", weight), ("bias", bias)], out, stream)
     if _interop.ndim(x) == 3:
         return _interop.call_unbatched(
             lambda x4, out4: gpu_conv_transpose2d(x4, weight, bias, stride, padding, output_padding, groups, dilation,
@@ -254,6 +264,11 @@ def gpu_conv_transpose2d_backward(grad_out, x, weight, stride=1, padding=0, outp
     grad_input is the forward convolution of grad_out with the same weight; grad_weight the
     convolution's weight gradient with the roles of input and output exchanged (deterministic).
     Unbatched operands and N = 0 as gpu_conv2d_backward."""
+    if _precision.any_half(grad_out, x, weight):
+        return _precision.widened(
+            lambda go, x, w, s, _: gpu_conv_transpose2d_backward(go, x, w, stride, padding, output_padding, groups,
+                                                              dilation, needs, stream=s),
+            [("grad_out", grad_out), ("x", x), ("weight", weight)], None, stream)
     if _interop.ndim(x) == 3:
         return _interop.call_unbatched(
             lambda go4, x4, _: gpu_conv_transpose2d_backward(go4, x4, weight, stride, padding, output_padding, groups,

@@ -10,7 +10,7 @@ from numba import cuda
 
 from gpuconv.kernels import _common, direct
 
-from . import _args, _interop, autotune, im2col, winograd
+from . import _args, _interop, _precision, autotune, im2col, winograd
 
 ALGOS = ("auto", "direct", "im2col", "im2col_cublas", "implicit_gemm", "winograd", "winograd_2x2")
 GEMM_ALGOS = ("im2col", "im2col_cublas", "implicit_gemm", "winograd", "winograd_2x2")
@@ -59,7 +59,7 @@ def _dummy_bias(dtype):
 
 
 def gpu_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, *, padding_mode="zeros",
-               activation=None, algo="auto", out=None, stream=None, _kernel=None):
+               activation=None, algo="auto", out=None, stream=None, allow_tf32=None, _kernel=None):
     """2-D convolution (cross-correlation) of x (N, C, H, W) with weight (K, C/groups, R, S) -> (N, K, P, Q).
 
     The semantics of `torch.nn.functional.conv2d` and `gpuconv.reference.conv2d`, plus:
@@ -78,20 +78,33 @@ def gpu_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
         fastest eligible algorithm, timed on the first call for a shape and cached on disk; in the
         simulator a documented heuristic: see gpuconv.autotune);
     out: an array of the result's shape, dtype and side to write into;
-    stream: a Numba, CuPy or PyTorch stream (default: the current stream of the input's library).
+    stream: a Numba, CuPy or PyTorch stream (default: the current stream of the input's library);
+    allow_tf32: float32 "im2col" (also when "auto" picks it) multiplies on TF32 tensor cores when True
+        (None: gpuconv.allow_tf32(), off by default).
 
-    float32 and float64; x, weight and bias share one dtype and one side. NumPy in -> NumPy out;
+    float32, float64, float16 and bfloat16; x, weight and bias share one dtype and one side. float16
+    and bfloat16 run "im2col" ("auto" means it where tensor_cores_pay) on the tensor cores: the columns are unfolded from the
+    16-bit data, multiplied with float32 accumulation, bias and activation applied in float32 and the
+    result rounded to the input's dtype; their other algorithms run the float32 kernels on float32
+    copies of the operands (gpuconv._precision), rounding the result once. NumPy in -> NumPy out;
     device arrays (CuPy, PyTorch CUDA, Numba, CUDA array interface, DLPack) are used in place and the
     result has the input's type. x may be unbatched, (C, H, W) -> (K, P, Q), and N may be 0 (an empty
     result, nothing launched). A device out= must not overlap x, weight or bias. Raises
     ValueError/TypeError before anything is allocated or launched.
     """
+    half = _precision.any_half(x, weight, bias)
+    if half and (algo not in ("auto", "im2col") or _kernel is not None):
+        return _precision.widened(
+            lambda x, w, b, s, o: gpu_conv2d(x, w, b, stride, padding, dilation, groups, padding_mode=padding_mode,
+                                             activation=activation, algo=algo, out=o, stream=s, _kernel=_kernel),
+            [("x", x), ("weight", weight), ("bias", bias)], out, stream)
     if _interop.ndim(x) == 3:
         return _interop.call_unbatched(
             lambda x4, out4: gpu_conv2d(x4, weight, bias, stride, padding, dilation, groups, padding_mode=padding_mode,
-                                        activation=activation, algo=algo, out=out4, stream=stream, _kernel=_kernel),
+                                        activation=activation, algo=algo, out=out4, stream=stream,
+                                        allow_tf32=allow_tf32, _kernel=_kernel),
             [("x", x)], out)
-    kinds, dtype = _interop.check_operands([("x", x), ("weight", weight), ("bias", bias)])
+    kinds, dtype = _interop.check_operands([("x", x), ("weight", weight), ("bias", bias)], half=half)
     x_shape = _args.shape_of(x, "x", 4)
     w_shape = _args.shape_of(weight, "weight", 4)
     bias_shape = None if bias is None else _args.shape_of(bias, "bias", 1)
@@ -113,15 +126,29 @@ def gpu_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     okind = None if out is None else _interop.check_out(out, g.out_shape, dtype, kind)
     has_bias, act_code = bias is not None, _common.ACT_CODES[act]
     limit = im2col.workspace_limit()
+    tc = _precision.tc_kind(dtype, allow_tf32)
+    requested = algo
+    if half:
+        algo = "im2col"
+        if requested == "auto" and not tensor_cores_pay(g):    # depthwise-like: widened, any algorithm
+            return _precision.widened(
+                lambda x, w, b, s, o: gpu_conv2d(x, w, b, stride, padding, dilation, groups,
+                                                 padding_mode=padding_mode, activation=activation, out=o, stream=s),
+                [("x", x), ("weight", weight), ("bias", bias)], out, stream)
     if g.N == 0:                # an empty batch: the algorithm must still accept the layer; nothing runs
         if algo != "auto":
-            _plan(algo, dataclasses.replace(g, N=1), dtype, has_bias, act_code, alpha, _kernel, limit)
+            _plan(algo, dataclasses.replace(g, N=1), dtype, has_bias, act_code, alpha, _kernel, limit, tc)
         return _interop.empty(out, g.out_shape, dtype, kind, x, _interop.resolve_stream(stream, kind, x))
-    plan = None if algo == "auto" else _plan(algo, g, dtype, has_bias, act_code, alpha, _kernel, limit)
+    plan = None if algo == "auto" else _plan(algo, g, dtype, has_bias, act_code, alpha, _kernel, limit, tc)
 
     s = _interop.resolve_stream(stream, kind, x)
-    dw = _interop.device_view(weight, kinds["weight"], s)
+    dw = _precision.operand(weight, kinds["weight"], dtype, s)
     viewable = algo == "direct" or _weight_viewable(dw, g)   # device weights are views: nothing allocated yet
+    if half and requested == "auto" and not viewable:       # no im2col for this weight: any algorithm, widened
+        return _precision.widened(
+            lambda x, w, b, s, o: gpu_conv2d(x, w, b, stride, padding, dilation, groups, padding_mode=padding_mode,
+                                             activation=activation, out=o, stream=s),
+            [("x", x), ("weight", weight), ("bias", bias)], out, stream)
     if algo in GEMM_ALGOS and not viewable:
         im2col.weight_strides(dw.shape, dw.strides, g)          # raises, naming the weight's strides
     key = None
@@ -133,20 +160,26 @@ def gpu_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
         if algo not in candidates:
             algo = None if key else _heuristic(g, dtype, viewable, limit)
         if algo:
-            plan = _plan(algo, g, dtype, has_bias, act_code, alpha, None, limit)
-    dx = _interop.device_view(x, kind, s)
-    db = _dummy_bias(dtype) if bias is None else _interop.device_view(bias, kinds["bias"], s)
-    res, dy = _interop.output(out, okind, g.out_shape, dtype, kind, x, s,
-                              (("x", dx), ("weight", dw), ("bias", None if bias is None else db)))
+            plan = _plan(algo, g, dtype, has_bias, act_code, alpha, None, limit, tc)
+    dx = _precision.operand(x, kind, dtype, s)
+    db = _precision.no_bias(dtype) if bias is None else _precision.operand(bias, kinds["bias"], dtype, s)
+    res, dy = _precision.output(out, okind, g.out_shape, dtype, kind, x, s,
+                                (("x", dx), ("weight", dw), ("bias", None if bias is None else db)))
     if plan is None:  # pragma: no cover - needs a CUDA device: time each candidate on this call's arrays
         def timer(name):
-            return _time_plan(_plan(name, g, dtype, has_bias, act_code, alpha, None, limit), dx, dw, db, dy, kind,
-                              x, s)
+            return _time_plan(_plan(name, g, dtype, has_bias, act_code, alpha, None, limit, tc), dx, dw, db, dy,
+                              kind, x, s)
 
         plan = _plan(autotune.tuner().choose(key, candidates, timer), g, dtype, has_bias, act_code, alpha, None,
-                     limit)
+                     limit, tc)
     plan.run(dx, dw, db, dy, kind, x, s)
-    return _interop.result(res, dy, kind, out, s)
+    return _precision.result(res, dy, dtype, kind, out, s)
+
+
+def tensor_cores_pay(g) -> bool:
+    """Is each group's GEMM at least one mma tile deep and tall (K/groups and C/groups·R·S >= 16)? A
+    depthwise-like layer would leave nearly all of every 128×128 tensor-core tile empty."""
+    return g.K // g.groups >= 16 and g.C // g.groups * g.R * g.S >= 16
 
 
 class _DirectPlan:
@@ -158,8 +191,9 @@ class _DirectPlan:
 
 
 @functools.lru_cache(maxsize=1024)
-def _plan(algo, g, dtype, has_bias, act_code, alpha, kernel, limit):
-    """The configured plan of one algorithm for one shape, options and workspace limit, built once."""
+def _plan(algo, g, dtype, has_bias, act_code, alpha, kernel, limit, tc=None):
+    """The configured plan of one algorithm for one shape, options and workspace limit, built once; tc
+    (a tensor-core kind, _precision.tc_kind) applies to "im2col"."""
     if algo in winograd.ALGOS:
         return winograd.plan(g, dtype, winograd.ALGOS[algo], has_bias, act_code, alpha, limit)
     if algo == "implicit_gemm":
@@ -167,7 +201,8 @@ def _plan(algo, g, dtype, has_bias, act_code, alpha, kernel, limit):
     if algo in ("im2col", "im2col_cublas"):
         if algo == "im2col_cublas":
             im2col.check_cublas()
-        return im2col.plan(g, dtype, has_bias, act_code, alpha, limit, algo == "im2col_cublas")
+        return im2col.plan(g, dtype, has_bias, act_code, alpha, limit, algo == "im2col_cublas",
+                           tc if algo == "im2col" else None)
     return _DirectPlan(_launcher(g, dtype, kernel, has_bias, _ACT_NAMES[act_code], alpha))
 
 

@@ -37,14 +37,14 @@ import dask.array as da
 import numpy as np
 from dask.array.utils import meta_from_array
 
-from . import _args, _runtime, _tiling, autotune, filters, im2col
+from . import _args, _interop, _runtime, _tiling, autotune, filters, im2col
 from .conv import ALGOS, gpu_conv2d
 from .pool import divisor_code, gpu_avg_pool2d, gpu_max_pool2d
 
 __all__ = ["conv2d", "max_pool2d", "avg_pool2d", "filter2d"]
 
 _NUMPY_PAD_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}   # torch's -> numpy's
-_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_FLOATS = _interop.FLOAT_DTYPES + _interop.HALF_DTYPES
 # Numba's CUDA simulator keeps the launch in progress in module state, so two threads launching at once
 # (dask's threaded scheduler) break each other's kernels: in the simulator blocks run one at a time.
 _SIMULATOR_LOCK = threading.Lock() if _runtime.SIMULATOR else None
@@ -61,7 +61,7 @@ def _check_x(x, ndim=4, name="x"):
         raise ValueError(f"{name} {x.shape} has unknown chunk sizes: call {name}.compute_chunk_sizes() first")
     _args.shape_of(x, name, ndim)
     if x.dtype not in _FLOATS:
-        raise TypeError(f"{name} must be float32 or float64, got {x.dtype}")
+        raise TypeError(f"{name} must be {_interop.ACCEPTED}, got {x.dtype}")
 
 
 def _on_chunks_side(a, name, x):

@@ -1,6 +1,10 @@
 """gpu_conv2d's GEMM algorithms: unfold the input into columns, then one batched GEMM per chunk
 (im2col), or gather the columns' tiles inside the GEMM (implicit_gemm).
 
+im2col also runs on the tensor cores (gpuconv.kernels.gemm_tc): float16 / bfloat16 operands are
+unfolded as raw 16-bit bits (im2col only moves values; zero padding is the bit pattern 0) and
+multiplied with float32 accumulation, the result rounded to the dtype; float32 ones on TF32 when allowed.
+
 algo="im2col" multiplies with our GEMM (gpuconv.kernels.gemm), writing straight into the NCHW output
 with the bias and (relu / leaky_relu) activation fused; algo="im2col_cublas" multiplies with CuPy's
 matmul (cuBLAS), for comparison. Groups are the GEMM's batch. The column buffer (C·R·S × pixels per
@@ -14,12 +18,13 @@ import functools
 
 import numpy as np
 
-from gpuconv.kernels import _common, epilogue
+from gpuconv.kernels import _common, convert, epilogue
 from gpuconv.kernels import gemm as kgemm
+from gpuconv.kernels import gemm_tc as kgemm_tc
 from gpuconv.kernels import im2col as kim2col
 from gpuconv.kernels import implicit_gemm as kimplicit
 
-from . import _interop, _runtime
+from . import _interop, _precision, _runtime
 
 DEFAULT_WORKSPACE_LIMIT = 1 << 30
 _limit = DEFAULT_WORKSPACE_LIMIT
@@ -70,7 +75,11 @@ def weight_strides(w_shape, w_strides, g):
 
 @functools.lru_cache(maxsize=16)
 def _copy(shape, dtype):
-    """copy(src, dst, stream): a strided -> strided device copy (the activation-gradient pass with none)."""
+    """copy(src, dst, stream): a strided -> strided device copy (the activation-gradient pass with none;
+    16-bit data: bits through float32 and back, which is exact)."""
+    if np.dtype(dtype) in _precision.HALF_DTYPES:
+        f = _precision.fmt(dtype)
+        return convert.launch_convert(shape, f, f)
     launch = epilogue.launch_activation_grad(shape, dtype, _common.ACT_NONE, 0.0)
     return lambda src, dst, stream: launch(src, src, dst, stream)
 
@@ -82,32 +91,50 @@ def nchw_target(dy, g, dtype, s):
     merged = _interop.merged_strides((g.P, g.Q), dy.strides[2:])
     if merged is not None:
         return _interop.strided_view(dy, (g.N, g.K, g.P * g.Q), (dy.strides[0], dy.strides[1], merged)), None
-    tmp = _interop.allocate(g.out_shape, np.dtype(dtype), "numba", None, s)[1]
+    tmp = _interop.allocate(g.out_shape, np.dtype(_storage(dtype)), "numba", None, s)[1]
     y3 = _interop.dense_view(tmp, (g.N, g.K, g.P * g.Q))
     return y3, (lambda: _copy(g.out_shape, np.dtype(dtype))(tmp, dy, s))
 
 
-class Im2colPlan:
-    """Everything about one (shape, dtype, options, limit) that does not change between calls."""
+def _storage(dtype):
+    """The dtype kernels move a dtype's elements as: 16-bit floats as uint16 bits."""
+    return _precision.BITS if np.dtype(dtype) in _precision.HALF_DTYPES else np.dtype(dtype)
 
-    def __init__(self, g, dtype, has_bias, act, alpha, limit, cublas):
-        self.g, self.dtype, self.cublas = g, np.dtype(dtype), cublas
+
+class Im2colPlan:
+    """Everything about one (shape, dtype, options, limit) that does not change between calls; tc: the
+    tensor-core GEMM's kind ("f16", "bf16", "tf32") or None (16-bit operands, outputs and bias are
+    then uint16 views of their bits)."""
+
+    def __init__(self, g, dtype, has_bias, act, alpha, limit, cublas, tc=None):
+        self.g, self.dtype, self.cublas, self.tc = g, np.dtype(dtype), cublas, tc
         self.itemsize = self.dtype.itemsize
         self.images, self.pixels = chunking(g, self.itemsize, limit)
         self.crs_g = g.C // g.groups * g.R * g.S
         self.k_g = g.K // g.groups
-        self.im2col = kim2col.launch_im2col(g, dtype, _common.PAD_CODES[g.padding_mode])
+        self.im2col = kim2col.launch_im2col(g, _storage(dtype), _common.PAD_CODES[g.padding_mode])
         fused = act in kgemm.FUSED_ACTS and not cublas
         self.bias_mode = kgemm.BIAS_ROW if has_bias else kgemm.BIAS_NONE
         self.act = act if fused else _common.ACT_NONE
         self.alpha = alpha
         late = None if fused or act == _common.ACT_NONE else act
-        self.late = None if late is None else epilogue.launch_activation(g.out_shape, dtype, late, alpha)
+        if late is None:
+            self.late = None
+        elif self.dtype in _precision.HALF_DTYPES:
+            f = _precision.fmt(dtype)
+            launch = convert.launch_convert(g.out_shape, f, f, late, alpha)
+            self.late = lambda y, stream: launch(y, y, stream)
+        else:
+            self.late = epilogue.launch_activation(g.out_shape, dtype, late, alpha)
         self._gemms = {}
 
     def _gemm(self, nb, npix):
         key = (nb, npix)
-        if key not in self._gemms:  # at most 4: full and last chunk, along images and pixels
+        if key not in self._gemms and self.tc:  # at most 4: full and last chunk, along images and pixels
+            self._gemms[key] = kgemm_tc.launch_gemm_tc(self.tc, "nchw", self.k_g, npix, self.crs_g,
+                                                       nb * self.g.groups, True, True, self.bias_mode, self.act,
+                                                       self.alpha)
+        elif key not in self._gemms:
             self._gemms[key] = kgemm.launch_gemm(self.dtype, "nchw", self.k_g, npix, self.crs_g, nb * self.g.groups,
                                                  True, True, self.bias_mode, self.act, self.alpha)
         return self._gemms[key]
@@ -122,7 +149,11 @@ class Im2colPlan:
         g = self.g
         A = _interop.strided_view(dw, (g.groups, self.k_g, self.crs_g), weight_strides(dw.shape, dw.strides, g))
         ws_kind = "cupy" if self.cublas else kind
-        _, buf = _interop.allocate((self.images * g.C * g.R * g.S * self.pixels,), self.dtype, ws_kind, like, s)
+        if self.dtype in _precision.HALF_DTYPES:     # the columns as bits: int16 (every library has it), read as uint16
+            buf = _precision.retype(_interop.allocate((self.images * g.C * g.R * g.S * self.pixels,), np.dtype(np.int16),
+                                                      ws_kind, like, s)[1])
+        else:
+            _, buf = _interop.allocate((self.images * g.C * g.R * g.S * self.pixels,), self.dtype, ws_kind, like, s)
         y3, copy_back = (None, None) if self.cublas else nchw_target(dy, g, self.dtype, s)
         for img0, nb, pix0, npix in self.chunks():
             shape = (nb, g.C * g.R * g.S, npix)
@@ -141,8 +172,8 @@ class Im2colPlan:
 
 
 @functools.lru_cache(maxsize=1024)
-def plan(g, dtype, has_bias, act, alpha, limit, cublas):
-    return Im2colPlan(g, dtype, has_bias, act, alpha, limit, cublas)
+def plan(g, dtype, has_bias, act, alpha, limit, cublas, tc=None):
+    return Im2colPlan(g, dtype, has_bias, act, alpha, limit, cublas, tc)
 
 
 class ImplicitGemmPlan:

@@ -17,6 +17,8 @@ dtype's size; DRAM traffic counts each unique input byte once and every output b
   float32; every activation's ceiling is the same on H200); its gradient reads go and z and writes:
   12b (sigmoid, likewise); the general (strided) variants, one element per thread: 2b and 3b; the bias
   gradient reads one element per iteration: b; fill writes one: b;
+- widen / narrow (16-bit <-> float32, b = 2): read one element and write one: 2 + 4 bytes, 3b; im2col's
+  uint16 build moves float16 / bfloat16 columns as bits;
 - depthwise 3×3 (16, 256, 56, 56): a block's 16×32 outputs read ~16×32 fresh inputs (the halo comes
   from L2) and write 16×32, over 128 threads: 8b per thread;
 - Winograd F(m×m, 3×3) transforms, per thread: filter reads 9, writes a² (a = m + 2); input reads
@@ -36,6 +38,8 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -219,14 +223,34 @@ def _tc_args(name):
     return (a3, a3, a3, types.Array(el, 1, "C")) + (types.int64,) * 7 + (types.float32,)
 
 
-def _tc_factory(name, **options):
+def _tc_factory(name, store="matrix", **options):
     from gpuconv.kernels import gemm_tc
 
-    return gemm_tc.gemm_tc_kernel(_TC_KINDS[str(name)], "matrix", **options)
+    return gemm_tc.gemm_tc_kernel(_TC_KINDS[str(name)], store, **options)
+
+
+def _convert_args(src, dst):
+    """(x, y, act, alpha) of kernels/convert.py: 4-D strided views, float32 or 16-bit bits."""
+    def args(dtype):
+        from numba import types
+
+        def el(side):
+            return types.float32 if side == "f32" else types.uint16
+        return (types.Array(el(src), 4, "A"), types.Array(el(dst), 4, "A"), types.int64, types.float32)
+    return args
+
+
+def _convert_factory(widen):
+    def factory(dtype):
+        from gpuconv.kernels import convert
+
+        f = _TC_KINDS[np.dtype(dtype).name]
+        return convert.convert_kernel(f, "f32") if widen else convert.convert_kernel("f32", f)
+    return factory
 
 
 def kernel_specs() -> list[KernelSpec]:
-    from gpuconv.kernels import backward, direct, epilogue, gemm, im2col, implicit_gemm, pool, winograd
+    from gpuconv.kernels import backward, convert, direct, epilogue, gemm, im2col, implicit_gemm, pool, winograd
     from gpuconv.kernels._common import ACT_ELU, ACT_LEAKY_RELU, ACT_NONE, ACT_RELU, ACT_SIGMOID, PAD_REFLECT, PAD_ZEROS
 
     P = functools.partial
@@ -301,12 +325,22 @@ def kernel_specs() -> list[KernelSpec]:
                    dtypes=("float16", "bfloat16"), link=(mma.SOURCE,)),
         KernelSpec("gemm_tc_tf32", _tc_factory, _tc_args, True, 0, gemm_tc.THREADS, "compute", "fma_outer",
                    dtypes=("float32",), link=(mma.SOURCE,)),
+        # im2col's build: the NCHW store with the bias and relu fused (16-bit loads of the bias in the epilogue)
+        KernelSpec("gemm_tc_nchw_bias_relu", P(_tc_factory, store="nchw", bias_mode=gemm.BIAS_ROW, act=ACT_RELU),
+                   _tc_args, True, 0, gemm_tc.THREADS, "compute", "fma_outer", dtypes=("float16", "bfloat16"),
+                   link=(mma.SOURCE,)),
     ]
     specs += [
         KernelSpec("im2col", im2col.im2col_kernel, _im2col_args("C"), True, 0, im2col.THREADS, "memory", "kernel", 1,
-                   (1 + 1 / 9) * im2col.PER_THREAD),
+                   (1 + 1 / 9) * im2col.PER_THREAD, dtypes=("float32", "float64", "uint16")),
         KernelSpec("im2col_general", P(im2col.im2col_kernel, dense=False), _im2col_args("A"), True, 0,
-                   im2col.THREADS, "memory", "kernel", 1, (1 + 1 / 9) * im2col.PER_THREAD),
+                   im2col.THREADS, "memory", "kernel", 1, (1 + 1 / 9) * im2col.PER_THREAD,
+                   dtypes=("float32", "float64", "uint16")),
+        # float16 / bfloat16 operands of the ops without a 16-bit kernel: widened in, results narrowed out
+        KernelSpec("widen", _convert_factory(True), _convert_args("f16", "f32"), True, 0, convert.THREADS, "memory",
+                   "outer", 1, 3, dtypes=("float16", "bfloat16")),
+        KernelSpec("narrow", _convert_factory(False), _convert_args("f32", "f16"), True, 0, convert.THREADS,
+                   "memory", "outer", 1, 3, dtypes=("float16", "bfloat16")),
         KernelSpec("col2im", P(im2col.col2im_kernel, window=(3, 3, 1, 1, 1, 1)), _col2im_args, True, 0,
                    im2col.THREADS, "memory", "kernel", 1, 10),
         KernelSpec("fold_padding", im2col.fold_padding_kernel, _arrays_then((4, 4), 2, layout="C", plane_tail=True),

@@ -9,7 +9,7 @@ from numba import cuda
 
 from gpuconv.kernels import pool as kpool
 
-from . import _args, _interop
+from . import _args, _interop, _precision
 
 
 _pool_geometry = _args.memoized(_args.pool2d_geometry)   # (x_shape, kernel_size, stride, ...), checked once
@@ -94,6 +94,9 @@ def gpu_max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
     x may be unbatched, (C, H, W) -> (C, P, Q), as F.max_pool2d's; N may be 0 (an empty result). A
     device out= must not overlap x.
     """
+    if _precision.any_half(x):
+        return _precision.widened(lambda x, s, o: gpu_max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode,
+                                                                  return_indices, out=o, stream=s), [("x", x)], out, stream)
     if _interop.ndim(x) == 3:
         return _unbatched(lambda x4, out4: gpu_max_pool2d(x4, kernel_size, stride, padding, dilation, ceil_mode,
                                                           return_indices, out=out4, stream=stream), x, out)
@@ -107,6 +110,10 @@ def gpu_avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, coun
                    divisor_override=None, *, out=None, stream=None):
     """Average pooling of x (N, C, H, W) -> (N, C, P, Q), as F.avg_pool2d (its divisor rules included);
     (C, H, W) and N = 0 as gpu_max_pool2d."""
+    if _precision.any_half(x):
+        return _precision.widened(lambda x, s, o: gpu_avg_pool2d(x, kernel_size, stride, padding, ceil_mode,
+                                                                  count_include_pad, divisor_override, out=o, stream=s),
+                                  [("x", x)], out, stream)
     if _interop.ndim(x) == 3:
         return _unbatched(lambda x4, out4: gpu_avg_pool2d(x4, kernel_size, stride, padding, ceil_mode,
                                                           count_include_pad, divisor_override, out=out4,
@@ -119,6 +126,8 @@ def gpu_avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, coun
 
 
 def _global(x, is_max, return_indices, out, stream):
+    if _precision.any_half(x):
+        return _precision.widened(lambda x, s, o: _global(x, is_max, return_indices, o, s), [("x", x)], out, stream)
     if _interop.ndim(x) == 3:
         return _unbatched(lambda x4, out4: _global(x4, is_max, return_indices, out4, stream), x, out)
     shape, kind, dtype = _check_x(x)

@@ -13,7 +13,7 @@ from numba import cuda
 
 from gpuconv.kernels import pool as kpool
 
-from . import _args, _interop
+from . import _args, _interop, _precision
 from .pool import _check_bool, _max_launcher, _pool_geometry, divisor_code
 
 INDEX_DTYPE = np.dtype(np.int64)
@@ -65,6 +65,12 @@ def gpu_max_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0, di
     type (NumPy in -> NumPy out; device arrays in place, as gpu_max_pool2d). Unbatched (C, H, W)
     operands and N = 0 as the forward; a device out= must not overlap grad_out, x or indices.
     """
+    if _precision.any_half(grad_out, x):
+        return _precision.widened(
+            lambda go, x, s, o: gpu_max_pool2d_backward(go, x, kernel_size, stride, padding, dilation, ceil_mode,
+                                                        indices=_precision.beside(indices, "indices", grad_out, s),
+                                                        out=o, stream=s),
+            [("grad_out", grad_out), ("x", x)], out, stream)
     if _interop.ndim(x) == 3:
         return _interop.call_unbatched(
             lambda go4, x4, i4, out4: gpu_max_pool2d_backward(go4, x4, kernel_size, stride, padding, dilation,
@@ -101,6 +107,11 @@ def gpu_avg_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0, ce
     window (PyTorch's avg_pool2d backward, every divisor rule). Deterministic. x is used for its shape,
     dtype and side only. The result has x's shape and grad_out's dtype and type. Unbatched operands and
     N = 0 as the forward; a device out= must not overlap grad_out or x."""
+    if _precision.any_half(grad_out, x):
+        return _precision.widened(
+            lambda go, x, s, o: gpu_avg_pool2d_backward(go, x, kernel_size, stride, padding, ceil_mode,
+                                                        count_include_pad, divisor_override, out=o, stream=s),
+            [("grad_out", grad_out), ("x", x)], out, stream)
     if _interop.ndim(x) == 3:
         return _interop.call_unbatched(
             lambda go4, x4, out4: gpu_avg_pool2d_backward(go4, x4, kernel_size, stride, padding, ceil_mode,

@@ -1,0 +1,310 @@
+"""float16 and bfloat16 through every public op, against the float64 reference on the same inputs
+rounded to the dtype.
+
+The bound: float32 accumulation, then one rounding of each result to the dtype, so the relative error
+‖out − ref‖ / ‖ref‖ is at most the dtype's unit roundoff u (2^-11 float16, 2^-8 bfloat16) plus float32's
+accumulated error K · 2^-24 (K terms per output) — the ops here have K ≤ 200, so u + 200·2^-24 ≈ u.
+Max pooling only selects, so it is exact. Tiny shapes: these run in the simulator."""
+
+import ml_dtypes
+import numpy as np
+import pytest
+from numba import cuda
+
+import gpuconv
+from conftest import rel_err
+from gpuconv import reference as ref
+
+DTYPES = {"float16": np.dtype(np.float16), "bfloat16": np.dtype(ml_dtypes.bfloat16)}
+UNIT = {"float16": 2.0 ** -11, "bfloat16": 2.0 ** -8}
+
+
+def bound(name, k=200):
+    return UNIT[name] + k * 2.0 ** -24
+
+
+def rounded(rng, shape, dt):
+    """(the 16-bit array, its values as float64)."""
+    h = rng.standard_normal(shape).astype(np.float32).astype(dt)
+    return h, h.astype(np.float64)
+
+
+def f64(a):
+    return np.asarray(a).astype(np.float64)
+
+
+# (name, the op on 16-bit arrays, the reference on float64 arrays, K: terms per output, exact?)
+def _conv(x, w, b):
+    return gpuconv.gpu_conv2d(x, w, b, padding=1, algo="direct")
+
+
+def _conv_ref(x, w, b):
+    return ref.conv2d(x, w, b, padding=1)
+
+
+OPS = [
+    ("conv2d direct", _conv, _conv_ref),
+    ("conv_transpose2d", lambda x, w, b: gpuconv.gpu_conv_transpose2d(x, w.transpose(1, 0, 2, 3).copy(), b, stride=2),
+     lambda x, w, b: ref.conv_transpose2d(x, w.transpose(1, 0, 2, 3).copy(), b, stride=2)),
+    ("avg_pool2d", lambda x, w, b: gpuconv.gpu_avg_pool2d(x, 3, 2, 1), lambda x, w, b: ref.avg_pool2d(x, 3, 2, 1)),
+    ("global_avg_pool2d", lambda x, w, b: gpuconv.gpu_global_avg_pool2d(x), lambda x, w, b: ref.global_avg_pool2d(x)),
+    ("max_pool2d", lambda x, w, b: gpuconv.gpu_max_pool2d(x, 3, 2, 1), lambda x, w, b: ref.max_pool2d(x, 3, 2, 1)),
+    ("global_max_pool2d", lambda x, w, b: gpuconv.gpu_global_max_pool2d(x), lambda x, w, b: ref.global_max_pool2d(x)),
+]
+
+
+@pytest.mark.parametrize("name", DTYPES)
+@pytest.mark.parametrize("op, fn, ref_fn", OPS, ids=[o[0] for o in OPS])
+def test_forward_ops(rng, name, op, fn, ref_fn):
+    dt = DTYPES[name]
+    x, x64 = rounded(rng, (2, 4, 7, 7), dt)
+    w, w64 = rounded(rng, (4, 4, 3, 3), dt)
+    b, b64 = rounded(rng, (4,), dt)
+    y = fn(x, w, b)
+    assert isinstance(y, np.ndarray) and y.dtype == dt
+    err = rel_err(f64(y), ref_fn(x64, w64, b64))
+    assert err == 0 if "max" in op else err <= bound(name)
+
+
+@pytest.mark.parametrize("name", DTYPES)
+def test_backward_ops(rng, name):
+    """Conv and transposed-conv gradients and the pooling gradients, each result in the dtype."""
+    dt = DTYPES[name]
+    x, x64 = rounded(rng, (1, 3, 5, 5), dt)
+    w, w64 = rounded(rng, (2, 3, 3, 3), dt)
+    go, go64 = rounded(rng, (1, 2, 5, 5), dt)
+    got = gpuconv.gpu_conv2d_backward(go, x, w, padding=1)
+    want = ref.conv2d_backward(go64, x64, w64, padding=1)
+    for g, r in zip(got, want):
+        assert g.dtype == dt and rel_err(f64(g), r) <= bound(name)
+    # transposed convolution of go (2 channels -> 3) with weight w (2, 3, 3, 3): gradients w.r.t. go and w
+    got = gpuconv.gpu_conv_transpose2d_backward(x, go, w, padding=1, needs=("input", "weight"))
+    y_ref = ref.conv_transpose2d(go64, w64, padding=1)
+    assert y_ref.shape == x.shape
+    assert got[0].dtype == dt and rel_err(f64(got[0]), ref.conv2d(x64, w64, padding=1)) <= bound(name)
+    assert got[2] is None
+    y, idx = gpuconv.gpu_max_pool2d(x, 2, return_indices=True)
+    assert idx.dtype == np.int64
+    pgo, pgo64 = rounded(rng, y.shape, dt)
+    gx = gpuconv.gpu_max_pool2d_backward(pgo, x, 2, indices=idx)
+    assert gx.dtype == dt and rel_err(f64(gx), ref.max_pool2d_backward(pgo64, x64, 2)) == 0
+    gx = gpuconv.gpu_avg_pool2d_backward(pgo, x, 2)
+    assert gx.dtype == dt and rel_err(f64(gx), ref.avg_pool2d_backward(pgo64, x64, 2)) <= bound(name)
+
+
+def test_rounds_to_nearest_even():
+    """Results are rounded, not truncated: a global average landing halfway between two bfloat16 values
+    goes to the even one, just above halfway goes up."""
+    bf = DTYPES["bfloat16"]
+    one_up = np.float32(1 + 2.0 ** -7)                          # the bfloat16 after 1.0
+    x = np.array([1.0, float(one_up)], np.float32).astype(bf).reshape(1, 1, 1, 2)   # mean: 1 + 2^-8, a tie
+    assert float(gpuconv.gpu_global_avg_pool2d(x).item()) == 1.0
+    x = np.array([1.0, float(one_up), float(one_up), float(one_up)], np.float32).astype(bf).reshape(1, 1, 2, 2)
+    assert float(gpuconv.gpu_global_avg_pool2d(x).item()) == float(one_up)   # 1 + 1.5·2^-8: nearer the upper
+
+
+def test_interop_and_out(rng):
+    """Device arrays stay on the device with the input's dtype; out= is filled in place; PyTorch bfloat16
+    tensors come back as PyTorch bfloat16 tensors."""
+    x, x64 = rounded(rng, (1, 2, 5, 5), np.float16)
+    d = gpuconv.gpu_avg_pool2d(cuda.to_device(x), 2)
+    assert hasattr(d, "copy_to_host") and d.dtype == np.float16       # a Numba device array
+    out = np.full((1, 2, 2, 2), np.nan, np.float16)
+    assert gpuconv.gpu_avg_pool2d(x, 2, out=out) is out
+    assert rel_err(f64(out), ref.avg_pool2d(x64, 2)) <= bound("float16")
+    torch = pytest.importorskip("torch")
+    t = torch.from_numpy(x.astype(np.float32)).to(torch.bfloat16)
+    y = gpuconv.gpu_max_pool2d(t, 2)
+    assert isinstance(y, torch.Tensor) and y.dtype == torch.bfloat16
+    assert torch.equal(y, torch.nn.functional.max_pool2d(t, 2))
+
+
+def test_errors_before_any_allocation(rng, monkeypatch):
+    """A 16-bit call is checked whole (dtype, side and every shape) before anything is widened."""
+    x = rng.standard_normal((1, 4, 6, 6)).astype(np.float16)
+    w = rng.standard_normal((2, 4, 3, 3)).astype(np.float16)
+    monkeypatch.setattr(cuda, "to_device", lambda *a, **k: (_ for _ in ()).throw(AssertionError("allocated")))
+    monkeypatch.setattr(cuda, "device_array", lambda *a, **k: (_ for _ in ()).throw(AssertionError("allocated")))
+    with pytest.raises(TypeError, match="mixed dtypes: x is float16 but weight is float32"):
+        gpuconv.gpu_conv2d(x, w.astype(np.float32))
+    with pytest.raises(TypeError, match="x must be float32, float64, float16 or bfloat16, got int16"):
+        gpuconv.gpu_conv2d(x.view(np.int16), w.view(np.int16))
+    with pytest.raises(ValueError, match="has 2 input channels per group"):
+        gpuconv.gpu_conv2d(x, w[:, :2])
+    with pytest.raises(ValueError, match=r"out must have shape \(1, 2, 4, 4\)"):
+        gpuconv.gpu_conv2d(x, w, out=np.zeros((1, 2, 3, 3), np.float16))
+    with pytest.raises(TypeError, match="out must have dtype float16"):
+        gpuconv.gpu_conv2d(x, w, out=np.zeros((1, 2, 4, 4), np.float32))
+    with pytest.raises(ValueError, match="grad_out must have the forward's output shape"):
+        gpuconv.gpu_conv2d_backward(x, x, w)
+    with pytest.raises(TypeError, match="indices must be int64"):
+        gpuconv.gpu_max_pool2d_backward(x[:, :, :3, :3], x, 2, indices=np.zeros((1, 4, 3, 3), np.int32))
+
+
+# ----------------------------------------------------------------------------- tensor cores
+# gpu_matmul, gpu_linear and gpu_conv2d's im2col read 16-bit data natively (gemm_tc); these tests forbid
+# the widening route so they fail if a call falls back to it. One or two 128×128 blocks each (the
+# simulator runs gemm_tc's 256 threads in Python: ~10 s a block and K step of 32). Each is also held to
+# PyTorch's CPU result in the same dtype: no worse than twice its error.
+
+
+@pytest.fixture
+def native(monkeypatch):
+    from gpuconv import _precision
+
+    monkeypatch.setattr(_precision, "widen", lambda *a, **k: (_ for _ in ()).throw(AssertionError("widened")))
+
+
+def no_worse_than_torch(err, torch_fn, want):
+    """err within twice PyTorch's CPU error in the dtype (its result from torch_fn()), where PyTorch runs it."""
+    torch = pytest.importorskip("torch")
+    try:
+        got = torch_fn(torch)
+    except RuntimeError:                 # an op this PyTorch build has no CPU kernel for in the dtype
+        return
+    assert err <= 2 * rel_err(got.float().numpy(), want) + 2.0 ** -24
+
+
+def _t(torch, a):
+    """A PyTorch CPU tensor of 16-bit NumPy array a, same dtype."""
+    if a.dtype == DTYPES["bfloat16"]:
+        return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(a)
+
+
+@pytest.mark.parametrize("name", ["float16"])
+def test_matmul_tensor_cores(rng, native, name):
+    """b a transposed view (the other operand layout)."""
+    dt = DTYPES[name]
+    a, a64 = rounded(rng, (20, 30), dt)
+    bt, bt64 = rounded(rng, (24, 30), dt)
+    c = gpuconv.gpu_matmul(a, bt.T)
+    assert c.dtype == dt
+    want = a64 @ bt64.T
+    err = rel_err(f64(c), want)
+    assert err <= bound(name, 30)
+    no_worse_than_torch(err, lambda torch: _t(torch, a) @ _t(torch, bt).T, want)
+
+
+@pytest.mark.parametrize("name, activation", [("bfloat16", "sigmoid")])
+def test_linear_tensor_cores(rng, native, name, activation):
+    """Bias fused in the epilogue, sigmoid in the pass over the 16-bit result (two roundings: the
+    product's, then the activation's, as PyTorch's linear then sigmoid)."""
+    dt = DTYPES[name]
+    x, x64 = rounded(rng, (6, 2, 3, 4), dt)
+    w, w64 = rounded(rng, (10, 24), dt)
+    b, b64 = rounded(rng, (10,), dt)
+    y = gpuconv.gpu_linear(x, w, b, activation)
+    assert y.dtype == dt and y.shape == (6, 10)
+    want = ref.activation(ref.linear(x64.reshape(6, 24), w64, b64), activation)
+    assert rel_err(f64(y), want) <= 2 * bound(name, 24)
+
+
+@pytest.mark.parametrize("name, kwargs", [
+    ("float16", dict(padding=1, padding_mode="reflect", activation="relu")),        # fused epilogue; "auto"
+    ("bfloat16", dict(padding=(1, 0), stride=2, groups=2, activation="elu", algo="im2col")),   # two GEMMs; late elu
+])
+def test_conv2d_im2col_tensor_cores(rng, native, name, kwargs):
+    dt = DTYPES[name]
+    groups = kwargs.get("groups", 1)
+    x, x64 = rounded(rng, (1, 2 * groups, 6, 6), dt)                     # C/groups·R·S = 18: one K step
+    w, w64 = rounded(rng, (16 * groups, 2, 3, 3), dt)                    # "auto" picks im2col: 16 rows a group
+    b, b64 = rounded(rng, (16 * groups,), dt)
+    act = kwargs.pop("activation")
+    algo = kwargs.pop("algo", "auto")
+    y = gpuconv.gpu_conv2d(x, w, b, activation=act, algo=algo, **kwargs)
+    assert y.dtype == dt
+    z = ref.conv2d(x64, w64, b64, **kwargs)
+    err = rel_err(f64(y), ref.activation(z, act))
+    assert err <= (bound(name, 18) if act == "relu" else 2 * bound(name, 18))
+    if act == "relu":
+        no_worse_than_torch(err, lambda torch: torch.relu(torch.nn.functional.conv2d(
+            torch.nn.functional.pad(_t(torch, x), (1, 1, 1, 1), mode="reflect"), _t(torch, w), _t(torch, b))),
+            ref.activation(z, act))
+
+
+def test_auto_widens_depthwise(rng, monkeypatch):
+    """"auto" leaves layers whose per-group GEMM is thinner than an mma tile (depthwise) to the float32
+    kernels: the tensor-core plan is never built."""
+    from gpuconv import im2col
+
+    monkeypatch.setattr(im2col, "plan", lambda *a, **k: (_ for _ in ()).throw(AssertionError("im2col planned")))
+    x, x64 = rounded(rng, (1, 4, 5, 5), np.float16)
+    w, w64 = rounded(rng, (4, 1, 3, 3), np.float16)
+    y = gpuconv.gpu_conv2d(x, w, padding=1, groups=4)
+    assert y.dtype == np.float16 and rel_err(f64(y), ref.conv2d(x64, w64, padding=1, groups=4)) <= bound("float16", 9)
+
+
+def test_tf32(rng):
+    """TF32 only when asked (keyword, or the module switch, which the keyword overrides): against a
+    reference on TF32-rounded inputs (cvt.rna: 10-bit mantissa) the products are exact in float32, so
+    only float32 accumulation remains; the exact-input reference sees the operand rounding."""
+    a = rng.standard_normal((20, 16)).astype(np.float32)                       # K = 16: one TF32 K step
+    b = rng.standard_normal((16, 24)).astype(np.float32)
+
+    def tf32(v):
+        return ((v.view(np.uint32) + 0x1000) & 0xFFFFE000).view(np.float32).astype(np.float64)
+
+    exact, rounded_ref = a.astype(np.float64) @ b, tf32(a) @ tf32(b)
+    assert gpuconv.allow_tf32() is False
+    assert rel_err(gpuconv.gpu_matmul(a, b), exact) < 1e-6                      # default: float32 FMA
+    old = gpuconv.set_allow_tf32(True)
+    try:
+        assert old is False and gpuconv.allow_tf32() is True
+        c = gpuconv.gpu_matmul(a, b)
+        assert rel_err(c, rounded_ref) < 20 * 2.0 ** -24
+        assert 2.0 ** -14 < rel_err(c, exact) < 2.0 ** -10                     # TF32's operand rounding
+        assert rel_err(gpuconv.gpu_matmul(a, b, allow_tf32=False), exact) < 1e-6
+    finally:
+        gpuconv.set_allow_tf32(old)
+    with pytest.raises(TypeError, match="allow_tf32 must be a bool"):
+        gpuconv.gpu_matmul(a, b, allow_tf32="yes")
+
+
+def test_torch_modules(rng):
+    """gpuconv.torch in bfloat16: forward and autograd through the widened kernels, against PyTorch in
+    float64 on the same bfloat16 values."""
+    torch = pytest.importorskip("torch")
+    import gpuconv.torch as gt
+
+    torch.manual_seed(0)
+    conv = gt.Conv2d(2, 3, 3, padding=1, algo="direct").to(torch.bfloat16)
+    x = torch.randn(1, 2, 5, 5).to(torch.bfloat16).requires_grad_()
+    y = gt.MaxPool2d(2)(conv(x))
+    assert y.dtype == torch.bfloat16
+    y.float().square().sum().backward()
+    x64 = x.detach().double().requires_grad_()
+    w64 = conv.weight.detach().double().requires_grad_()
+    y64 = torch.nn.functional.max_pool2d(torch.nn.functional.conv2d(x64, w64, conv.bias.detach().double(), padding=1), 2)
+    y64.square().sum().backward()
+    assert rel_err(y.detach().double().numpy(), y64.detach().numpy()) <= bound("bfloat16", 18)
+    # gradients: grad_out 2·y is itself rounded to bfloat16, so two roundings
+    assert x.grad.dtype == torch.bfloat16 and conv.weight.grad.dtype == torch.bfloat16
+    assert rel_err(x.grad.double().numpy(), x64.grad.numpy()) <= 3 * bound("bfloat16", 27)
+    assert rel_err(conv.weight.grad.double().numpy(), w64.grad.numpy()) <= 3 * bound("bfloat16", 25)
+
+
+def test_device_path_makes_no_host_copies(rng, host_copies):
+    """16-bit device arrays stay on the device through the widening route: no copy either way."""
+    x, x64 = rounded(rng, (1, 2, 4, 4), np.float16)
+    d = cuda.to_device(x)
+    gpuconv.gpu_avg_pool2d(d, 2)                    # warm-up: cached placeholders are made on first use
+    with host_copies() as count:
+        y, idx = gpuconv.gpu_max_pool2d(d, 2, return_indices=True)
+        g = gpuconv.gpu_max_pool2d_backward(y, d, 2, indices=idx)
+    assert not count, dict(count)
+    assert y.dtype == np.float16 and idx.dtype == np.int64 and g.dtype == np.float16
+    assert rel_err(f64(y.copy_to_host()), ref.max_pool2d(x64, 2)) == 0
+
+
+def test_dask_chunks(rng):
+    """gpuconv.dask in float16: chunk by chunk, the same bits as one call on the whole array."""
+    da = pytest.importorskip("dask.array")
+    import gpuconv.dask as gd
+
+    x, _ = rounded(rng, (1, 2, 12, 12), np.float16)
+    w, _ = rounded(rng, (3, 2, 3, 3), np.float16)
+    y = gd.conv2d(da.from_array(x, chunks=(1, 2, 6, 6)), w, padding=1, algo="direct")
+    assert y.dtype == np.float16
+    assert np.array_equal(y.compute().view(np.uint16),
+                          gpuconv.gpu_conv2d(x, w, padding=1, algo="direct").view(np.uint16))
