@@ -12,22 +12,26 @@ narrowed into the caller's 16-bit arrays. The activation pass is the GEMM path's
 import functools
 
 import numpy as np
-from numba import cuda, float32, int64
+from numba import cuda, float32, int64, uint64
 
-from ._common import ACT_NONE, epilogue, striding_blocks, unflatten_nchw
+from ._common import ACT_NONE, activation_fn, general_coords
+from ._flat import load as flat_load
+from ._flat import store as flat_store
 from ._half import from_f32, to_f32
+from .epilogue import PER_THREAD, THREADS, _dense_start, _ElementwiseLauncher
 
-THREADS = 256
 FORMATS = ("f32", "f16", "bf16")        # element formats: float32, or 16-bit bits read as _half's kinds
 
 
 @functools.cache
-def convert_kernel(src, dst):
+def convert_kernel(src, dst, act=ACT_NONE, dense=True):
     """dst[i] = act(src[i]) with src read as format `src` and dst written as format `dst` (FORMATS);
-    the arithmetic in float32."""
+    the arithmetic in float32, the activation (an ACT_ code) compiled in. Two variants, as the
+    activation pass (kernels/epilogue.py): dense (both arrays C-contiguous, walked flat, PER_THREAD
+    elements per thread) and general (any strides, a plane grid; see _common)."""
     if src not in FORMATS or dst not in FORMATS:
         raise ValueError(f"formats must be among {FORMATS}, got {src!r} -> {dst!r}")
-    apply = epilogue(np.float32)
+    apply = activation_fn(np.float32, act)
     WIDE_IN = src == "f32"
     WIDE_OUT = dst == "f32"
 
@@ -44,26 +48,33 @@ def convert_kernel(src, dst):
         return from_f32(v, dst)
 
     @cuda.jit
-    def convert(x, y, act, alpha):              # x, y (N, C, P, Q), any strides (may be one array: in place)
-        N, C, P, Q = y.shape
-        total = int64(N) * C * P * Q
-        start = int64(cuda.blockIdx.x) * cuda.blockDim.x + cuda.threadIdx.x
-        for e in range(start, total, int64(cuda.gridDim.x) * cuda.blockDim.x):
-            n, c, p, q = unflatten_nchw(e, C, P, Q)
-            y[n, c, p, q] = store(apply(load(x[n, c, p, q]), act, alpha))
+    def convert(x, y,                               # (N, C, P, Q) both (may be one array: in place)
+                alpha,                              # the activation's parameter
+                mag, sft, qblocks, o0, o1, o2):     # general: plane grid (see _common)
+        if dense:
+            first, left = _dense_start(y.size)
+            for k in range(PER_THREAD):
+                if k * THREADS < left:
+                    i = int64(k * THREADS)
+                    flat_store(y, first, i, store(apply(load(flat_load(x, first, i)), alpha)))
+        else:
+            n, c, p, q = general_coords(mag, sft, qblocks, o0, o1, o2)
+            if p < y.shape[2] and q < y.shape[3]:
+                n, c, p, q = uint64(n), uint64(c), uint64(p), uint64(q)   # unsigned: no wraparound code
+                y[n, c, p, q] = store(apply(load(x[n, c, p, q]), alpha))
 
     return convert
 
 
+@functools.lru_cache(maxsize=1024)
 def launch_convert(shape, src, dst, act=ACT_NONE, alpha=0.0):
     """launch(x, y, stream) for 4-D arrays of `shape`: y = act(x), formats src -> dst (see convert_kernel)."""
-    # Launch plan: 1-D grid of 256-thread blocks, one element per thread (q fastest: coalesced),
-    # grid-striding past 65535·8 blocks.
-    kernel = convert_kernel(src, dst)
-    blocks = striding_blocks(np.prod(shape), THREADS)
-    alpha = np.float32(alpha)
+    # Launch plan: as the activation pass: dense: a 1-D grid of 256-thread blocks, 4 elements per
+    # thread (256 apart); general: a plane grid, one element per thread, q fastest.
+    run = _ElementwiseLauncher(functools.partial(convert_kernel, src, dst, act), tuple(int(v) for v in shape))
+    scalars = (np.float32(alpha),)
 
     def launch(x, y, stream):
-        kernel[blocks, THREADS, stream](x, y, act, alpha)
+        run((x, y), scalars, stream)
 
     return launch

@@ -17,7 +17,8 @@ dtype's size; DRAM traffic counts each unique input byte once and every output b
   float32; every activation's ceiling is the same on H200); its gradient reads go and z and writes:
   12b (sigmoid, likewise); the general (strided) variants, one element per thread: 2b and 3b; the bias
   gradient reads one element per iteration: b; fill writes one: b;
-- widen / narrow (16-bit <-> float32, b = 2): read one element and write one: 2 + 4 bytes, 3b; im2col's
+- widen / narrow (16-bit <-> float32, b = 2), 4 elements per thread as the activation pass: read one
+  element and write one, 2 + 4 bytes: 12b (general variants, one element per thread: 3b); im2col's
   uint16 build moves float16 / bfloat16 columns as bits;
 - depthwise 3×3 (16, 256, 56, 56): a block's 16×32 outputs read ~16×32 fresh inputs (the halo comes
   from L2) and write 16×32, over 128 threads: 8b per thread;
@@ -229,23 +230,23 @@ def _tc_factory(name, store="matrix", **options):
     return gemm_tc.gemm_tc_kernel(_TC_KINDS[str(name)], store, **options)
 
 
-def _convert_args(src, dst):
-    """(x, y, act, alpha) of kernels/convert.py: 4-D strided views, float32 or 16-bit bits."""
+def _convert_args(src, dst, layout="C"):
+    """(x, y, alpha, plane tail) of kernels/convert.py: 4-D views, float32 or 16-bit bits."""
     def args(dtype):
         from numba import types
 
         def el(side):
             return types.float32 if side == "f32" else types.uint16
-        return (types.Array(el(src), 4, "A"), types.Array(el(dst), 4, "A"), types.int64, types.float32)
+        return (types.Array(el(src), 4, layout), types.Array(el(dst), 4, layout), types.float32) + _plane_tail()
     return args
 
 
-def _convert_factory(widen):
+def _convert_factory(widen, dense=True):
     def factory(dtype):
         from gpuconv.kernels import convert
 
         f = _TC_KINDS[np.dtype(dtype).name]
-        return convert.convert_kernel(f, "f32") if widen else convert.convert_kernel("f32", f)
+        return convert.convert_kernel(f, "f32", dense=dense) if widen else convert.convert_kernel("f32", f, dense=dense)
     return factory
 
 
@@ -338,9 +339,13 @@ def kernel_specs() -> list[KernelSpec]:
                    dtypes=("float32", "float64", "uint16")),
         # float16 / bfloat16 operands of the ops without a 16-bit kernel: widened in, results narrowed out
         KernelSpec("widen", _convert_factory(True), _convert_args("f16", "f32"), True, 0, convert.THREADS, "memory",
-                   "outer", 1, 3, dtypes=("float16", "bfloat16")),
+                   "kernel", 1, 3 * convert.PER_THREAD, dtypes=("float16", "bfloat16")),
         KernelSpec("narrow", _convert_factory(False), _convert_args("f32", "f16"), True, 0, convert.THREADS,
-                   "memory", "outer", 1, 3, dtypes=("float16", "bfloat16")),
+                   "memory", "kernel", 1, 3 * convert.PER_THREAD, dtypes=("float16", "bfloat16")),
+        KernelSpec("widen_general", _convert_factory(True, False), _convert_args("f16", "f32", "A"), True, 0,
+                   convert.THREADS, "memory", "kernel", 1, 3, dtypes=("float16", "bfloat16")),
+        KernelSpec("narrow_general", _convert_factory(False, False), _convert_args("f32", "f16", "A"), True, 0,
+                   convert.THREADS, "memory", "kernel", 1, 3, dtypes=("float16", "bfloat16")),
         KernelSpec("col2im", P(im2col.col2im_kernel, window=(3, 3, 1, 1, 1, 1)), _col2im_args, True, 0,
                    im2col.THREADS, "memory", "kernel", 1, 10),
         KernelSpec("fold_padding", im2col.fold_padding_kernel, _arrays_then((4, 4), 2, layout="C", plane_tail=True),
