@@ -219,14 +219,16 @@ def widen(a, kind, dtype, s):
     src = bits_view(a, kind, s)
     dst = cuda.device_array(src.shape, dtype=np.float32, stream=s)
     if dst.size:
-        convert.launch_convert(as_4d(dst).shape, fmt(dtype), "f32")(as_4d(src), as_4d(dst), s)
+        dst4 = as_4d(dst)
+        convert.launch_convert(dst4.shape, fmt(dtype), "f32")(as_4d(src), dst4, s)
     return dst
 
 
 def narrow_into(d32, d_bits, dtype, s):
     """Round the float32 device array d32 into the uint16 bits d_bits (same shape) of a 16-bit dtype."""
     if d32.size:
-        convert.launch_convert(as_4d(d32).shape, "f32", fmt(dtype))(as_4d(d32), as_4d(d_bits), s)
+        src4 = as_4d(d32)
+        convert.launch_convert(src4.shape, "f32", fmt(dtype))(src4, as_4d(d_bits), s)
 
 
 def _adopt(d, kind, like, s):
