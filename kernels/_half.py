@@ -2,10 +2,15 @@
 raw 16-bit patterns (uint16 arrays; NumPy has no bfloat16), are widened to float32 where they are used,
 and rounded back (to nearest even) where they are stored, as PyTorch's half-precision kernels do.
 
-`to_f32(bits, kind)` / `from_f32(x, kind)` with kind "f16" or "bf16" (a compile-time constant).
+`to_f32(bits, kind)` / `from_f32(x, kind)` with kind "f16" or "bf16" (a compile-time constant);
+`element(dtype)` gives a kernel factory that takes float32, float64 or a 16-bit kind the types and the
+load / store conversions of its elements.
 """
 
-from numba import cuda, float32, uint16, uint32
+import functools
+
+import numpy as np
+from numba import cuda, float32, from_dtype, uint16, uint32
 from numba.types import float16
 
 from ._vector import bf16_bits_rn, bits_f16, bits_f32, f16_bits
@@ -25,3 +30,30 @@ def from_f32(x, kind):
     if kind == "f16":
         return f16_bits(float16(x))
     return bf16_bits_rn(float32(x))
+
+
+@functools.cache
+def element(dtype):
+    """(S, T, wide, narrow) for a kernel's element dtype: S the Numba type arrays store, T the Numba type
+    the arithmetic uses, wide(v) an element as T where it is loaded, narrow(x) a T as S where it is
+    stored. float32 / float64: S = T and both conversions are the identity; "f16" / "bf16": uint16
+    bits, float32 arithmetic, widened exactly and rounded to nearest even."""
+    if isinstance(dtype, str) and dtype in KINDS:
+        kind = dtype
+
+        @cuda.jit(device=True, inline=True)
+        def wide(v):
+            return to_f32(v, kind)
+
+        @cuda.jit(device=True, inline=True)
+        def narrow(x):
+            return from_f32(x, kind)
+
+        return uint16, float32, wide, narrow
+
+    @cuda.jit(device=True, inline=True)
+    def same(v):
+        return v
+
+    t = from_dtype(np.dtype(dtype))
+    return t, t, same, same

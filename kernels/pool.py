@@ -5,6 +5,11 @@ and a NaN wins over any number (the last NaN's index is kept, as PyTorch's `v > 
 gives); indices are flat per plane (ih·W + iw). Windows are clipped to the input, so padding never
 reads memory.
 
+16-bit data (dtype "f16" / "bf16", see kernels/_half.py) is stored as uint16 bits: each element is
+widened to float32 where it is loaded and rounded once where it is stored, float32 arithmetic in
+between (as PyTorch's half kernels): max pooling compares widened values and stores the bits of the
+element it picked; average pooling and the backward passes sum in float32.
+
 Index math: each thread's coordinates come from the grid (a plane grid, see gpuconv.kernels._common):
 no division by a runtime extent in any loop. Windows up to MAX_UNROLLED_WINDOW on a side are compiled
 with their size as a constant (fully unrolled taps); larger ones loop. Each kernel has a dense variant
@@ -16,10 +21,12 @@ import math
 
 import numpy as np
 from numba import cuda, int32, int64, uint32, uint64
+from numba.np.numpy_support import as_dtype
 
 from ._common import (MAX_GRID_X, c_contiguous, dense_plane_launches, divmagic, fits_int32, general_coords,
-                      general_plane_launches, grid_chunks, magic_numbers, numba_type, plane_coords)
+                      general_plane_launches, grid_chunks, magic_numbers, plane_coords)
 from ._flat import load, store
+from ._half import KINDS, element
 
 # Threads per block of the windowed kernels: one thread per output element, q fastest, so a warp's
 # window reads overlap in L1 and each input byte comes from DRAM about once; 256 keeps 8 warps/block.
@@ -30,6 +37,11 @@ GLOBAL_THREADS = 256
 # Windows with both sides up to this are compiled with their size as a constant: the taps unroll, and
 # their bounds tests and addresses fold into a few instructions each.
 MAX_UNROLLED_WINDOW = 4
+
+
+def _constant(T, value):
+    """value as a scalar of the arithmetic's type T (a float32 kernel's constants must be float32)."""
+    return as_dtype(T).type(value)
 
 
 def compiled_window(kernel, dilation=(1, 1)):
@@ -52,8 +64,13 @@ def dense_fits(g):
 @functools.cache
 def max_pool2d_kernel(dtype, window=None, dense=True):
     """y[n, c, p, q] = max of the window (first max; NaN wins, last NaN's index); idx likewise. Fills
-    y, and idx when with_idx. window: (kh, kw, dh, dw) compiled in, or None (taken from the arguments)."""
-    NEG_INF = np.dtype(dtype).type(-np.inf)
+    y, and idx when with_idx. window: (kh, kw, dh, dw) compiled in, or None (taken from the arguments).
+    dtype: float32, float64, or "f16" / "bf16" (uint16 bits compared as float32; the picked element's
+    bits are stored, so y holds exactly the input value the index names)."""
+    S, T, wide, _ = element(dtype)
+    NEG_INF = _constant(T, -np.inf)
+    HALF = dtype in KINDS
+    RAW_NEG_INF = np.uint16(0xFC00 if dtype == "f16" else 0xFF80)   # the bits of -inf (HALF only)
     KH, KW, DH, DW = window or (0, 0, 0, 0)
     I, U = (int32, uint32) if dense else (int64, uint64)
     coords = plane_coords(dense)
@@ -73,6 +90,7 @@ def max_pool2d_kernel(dtype, window=None, dense=True):
         h0 = I(p * sh - ph)
         w0 = I(q * sw - pw)
         best = NEG_INF
+        best_raw = S(RAW_NEG_INF) if HALF else NEG_INF     # the picked element as stored
         best_i = I(-1)
         for i in range(KH if KH else kh):
             h = I(h0 + i * (DH if DH else dh))
@@ -83,18 +101,23 @@ def max_pool2d_kernel(dtype, window=None, dense=True):
                 # `&`, not `and`: both tests always run, so the column tests are shared by every row
                 if row_ok & (U(w0 + dj) < U(W)):
                     if dense:                   # the row's start once, then constant offsets per tap
-                        v = load(x, plane * (H * W) + row, int64(dj))
+                        raw = load(x, plane * (H * W) + row, int64(dj))
                     else:
-                        v = x[n, c, U(h), U(w0 + dj)]
+                        raw = x[n, c, U(h), U(w0 + dj)]
+                    v = wide(raw)
                     if best_i < 0 or v > best or v != v:
                         best = v
                         best_i = I(row + dj)
+                        if HALF:
+                            best_raw = raw
+        if not HALF:
+            best_raw = best
         if dense:
-            store(y, plane * (P * Q), e, best)
+            store(y, plane * (P * Q), e, best_raw)
             if with_idx:
                 store(idx, plane * (P * Q), e, int64(best_i))
         else:
-            y[n, c, p, q] = best
+            y[n, c, p, q] = best_raw
             if with_idx:
                 idx[n, c, p, q] = best_i
 
@@ -166,9 +189,10 @@ def _window_count(I, rule):
 
 @functools.cache
 def avg_pool2d_kernel(dtype, window=None, dense=True, rule=DIV_INCLUDE_PAD):
-    """y[n, c, p, q] = window sum / divisor, with the divisor rule `rule` (divisor: the override). Fills y."""
-    ZERO = np.dtype(dtype).type(0)
-    T = numba_type(dtype)
+    """y[n, c, p, q] = window sum / divisor, with the divisor rule `rule` (divisor: the override). Fills y.
+    dtype as max_pool2d_kernel's ("f16" / "bf16": summed in float32, the quotient rounded once)."""
+    _, T, wide, narrow = element(dtype)
+    ZERO = _constant(T, 0)
     KH, KW = window[:2] if window else (0, 0)
     I, U = (int32, uint32) if dense else (int64, uint64)
     coords = plane_coords(dense)
@@ -197,17 +221,17 @@ def avg_pool2d_kernel(dtype, window=None, dense=True, rule=DIV_INCLUDE_PAD):
             for j in range(KW if KW else kw):
                 if row_ok & (U(w0 + j) < U(W)):  # `&`: the column tests are shared by every row
                     if dense:
-                        acc += load(x, plane * (H * W) + row, int64(j))
+                        acc += wide(load(x, plane * (H * W) + row, int64(j)))
                     else:
-                        acc += x[n, c, U(h), U(w0 + j)]
+                        acc += wide(x[n, c, U(h), U(w0 + j)])
         if OVERRIDE:
             d = I(divisor)
         else:
             d = I(count(h0, I(KH if KH else kh), H, I(ph)) * count(w0, I(KW if KW else kw), W, I(pw)))
         if dense:
-            store(y, plane * (P * Q), e, acc / T(d))
+            store(y, plane * (P * Q), e, narrow(acc / T(d)))
         else:
-            y[n, c, p, q] = acc / T(d)
+            y[n, c, p, q] = narrow(acc / T(d))
 
     return avg_pool2d
 
@@ -237,10 +261,16 @@ def global_pool2d_kernel(dtype, is_max, dense=True):
 
     dense: C-contiguous planes of fewer than 2**31 elements, walked by flat int32 offsets. Otherwise
     (any strides, any size) each thread walks its slice by (row, column) counters advanced by the
-    host's (dh, dw) = divmod(slice stride, W): no division per element."""
-    T = numba_type(dtype)
-    ZERO = np.dtype(dtype).type(0)
-    NEG_INF = np.dtype(dtype).type(-np.inf)
+    host's (dh, dw) = divmod(slice stride, W): no division per element.
+
+    dtype as max_pool2d_kernel's: "f16" / "bf16" elements are widened as they are read, the sums and
+    comparisons are float32; max carries the winner's stored bits beside it (y gets exactly the value
+    its index names), average rounds the mean once."""
+    S, T, wide, narrow = element(dtype)
+    ZERO = _constant(T, 0)
+    NEG_INF = _constant(T, -np.inf)
+    HALF = dtype in KINDS
+    RAW = is_max and HALF                       # keep the winner's bits (a third shared array)
     I = int32 if dense else int64
 
     @cuda.jit(device=True, inline=True)
@@ -277,7 +307,9 @@ def global_pool2d_kernel(dtype, is_max, dense=True):
             valid = c < C
         sv = cuda.shared.array(GLOBAL_THREADS, dtype=T)
         si = cuda.shared.array(GLOBAL_THREADS, dtype=int64)
+        sr = cuda.shared.array(GLOBAL_THREADS if RAW else 1, dtype=S)
         acc = NEG_INF if is_max else ZERO
+        acc_raw = S(0)
         acc_i = I(-1)
         if valid:
             # A thread's slice is scanned in increasing index order, so PyTorch's own scan rule holds in
@@ -285,11 +317,14 @@ def global_pool2d_kernel(dtype, is_max, dense=True):
             e = I(local)
             if dense:
                 while e < HW:
-                    v = load(x, plane * HW, e)
+                    raw = load(x, plane * HW, e)
+                    v = wide(raw)
                     if is_max:
                         if v > acc or v != v or acc_i < 0:
                             acc = v
                             acc_i = e
+                            if RAW:
+                                acc_raw = raw
                     else:
                         acc += v
                     e += seg
@@ -297,11 +332,14 @@ def global_pool2d_kernel(dtype, is_max, dense=True):
                 h = int64(divmagic(local, mag, sft))
                 w = local - h * W
                 while e < HW:
-                    v = x[n, c, uint64(h), uint64(w)]
+                    raw = x[n, c, uint64(h), uint64(w)]
+                    v = wide(raw)
                     if is_max:
                         if v > acc or v != v or acc_i < 0:
                             acc = v
                             acc_i = e
+                            if RAW:
+                                acc_raw = raw
                     else:
                         acc += v
                     e += seg
@@ -312,6 +350,8 @@ def global_pool2d_kernel(dtype, is_max, dense=True):
                         h += 1
         sv[t] = acc
         si[t] = acc_i
+        if RAW:
+            sr[t] = acc_raw
         off = seg >> 1
         while off > 0:  # tree over the plane's segment: a fixed order, so the same bits every run
             cuda.syncthreads()  # the previous level's partials are written before this level reads them
@@ -322,11 +362,16 @@ def global_pool2d_kernel(dtype, is_max, dense=True):
                     if better(ov, oi, sv[t], si[t]):
                         sv[t] = ov
                         si[t] = oi
+                        if RAW:
+                            sr[t] = sr[t + off]
                 else:
                     sv[t] += ov
             off >>= 1
         if local == 0 and valid:
-            v = sv[t] if is_max else sv[t] / T(HW)
+            if RAW:
+                v = sr[t]
+            else:
+                v = narrow(sv[t] if is_max else sv[t] / T(HW))
             if dense:
                 store(y, plane, 0, v)
                 if with_idx:
@@ -423,9 +468,10 @@ def _meets(r, a, k, s, d):
 def _backward_cell_kernel(dtype, geometry, dense, is_max, rule=DIV_INCLUDE_PAD):
     """The cell kernel of max (is_max) or average pooling's backward (divisor rule `rule`) for one
     compiled geometry: a thread takes CELLS_PER_THREAD neighbouring cells of a row, so the candidate
-    outputs they share are read (and divided) once."""
-    ZERO = np.dtype(dtype).type(0)
-    T = numba_type(dtype)
+    outputs they share are read (and divided) once. dtype as max_pool2d_kernel's ("f16" / "bf16":
+    gradients widened as read, summed in float32, each element of gx rounded once)."""
+    _, T, wide, narrow = element(dtype)
+    ZERO = _constant(T, 0)
     KH, KW, SH, SW, DH, DW = geometry
     A = (KH - 1) * DH // SH
     B = (KW - 1) * DW // SW
@@ -464,9 +510,9 @@ def _backward_cell_kernel(dtype, geometry, dense, is_max, rule=DIV_INCLUDE_PAD):
                 q = I(q0 + jq)
                 if (U(p) < U(P)) & (U(q) < U(Q)):
                     if dense:                            # the row's start, then constant offsets
-                        g = load(go, plane * (P * Q) + row, int64(jq))
+                        g = wide(load(go, plane * (P * Q) + row, int64(jq)))
                     else:
-                        g = go[n, c, U(p), U(q)]
+                        g = wide(go[n, c, U(p), U(q)])
                     if is_max:
                         if dense:
                             target = load(idx, plane * (P * Q) + row, int64(jq))
@@ -495,9 +541,9 @@ def _backward_cell_kernel(dtype, geometry, dense, is_max, rule=DIV_INCLUDE_PAD):
             for t in range(CW):
                 if row_ok & (U(w0 + t) < U(W)):
                     if dense:
-                        store(gx, plane * (H * W) + I(h * W + w0), int64(t), acc[r, t])
+                        store(gx, plane * (H * W) + I(h * W + w0), int64(t), narrow(acc[r, t]))
                     else:
-                        gx[n, c, U(h), U(w0 + t)] = acc[r, t]
+                        gx[n, c, U(h), U(w0 + t)] = narrow(acc[r, t])
 
     return pool2d_backward
 
@@ -505,9 +551,9 @@ def _backward_cell_kernel(dtype, geometry, dense, is_max, rule=DIV_INCLUDE_PAD):
 @functools.cache
 def _backward_element_kernel(dtype, is_max, rule=DIV_INCLUDE_PAD):
     """Per-element backward for any geometry (general strides, int64): the cell rule, tested at run time
-    with magic-number divisions (mags: the magic numbers of sh, sw, dh, dw)."""
-    ZERO = np.dtype(dtype).type(0)
-    T = numba_type(dtype)
+    with magic-number divisions (mags: the magic numbers of sh, sw, dh, dw). dtype as the cell kernel's."""
+    _, T, wide, narrow = element(dtype)
+    ZERO = _constant(T, 0)
     count = _window_count(int64, rule)
     OVERRIDE = rule == DIV_OVERRIDE
 
@@ -541,11 +587,11 @@ def _backward_element_kernel(dtype, is_max, rule=DIV_INCLUDE_PAD):
                     if q >= 0 and q < Q and cw <= (kw - 1) * dw and cw == divmagic(cw, mags[6], mags[7]) * dw:
                         if is_max:
                             if idx[n, c, uint64(p), uint64(q)] == h * W + w:
-                                acc += go[n, c, uint64(p), uint64(q)]
+                                acc += wide(go[n, c, uint64(p), uint64(q)])
                         else:
                             d = divisor if OVERRIDE else count(p * sh - ph, kh, H, ph) * count(q * sw - pw, kw, W, pw)
-                            acc += go[n, c, uint64(p), uint64(q)] / T(d)
-        gx[n, c, h, w] = acc
+                            acc += wide(go[n, c, uint64(p), uint64(q)]) / T(d)
+        gx[n, c, h, w] = narrow(acc)
 
     return pool2d_backward
 

@@ -262,8 +262,8 @@ def test_tf32(rng):
 
 
 def test_torch_modules(rng):
-    """gpuconv.torch in bfloat16: forward and autograd through the widened kernels, against PyTorch in
-    float64 on the same bfloat16 values."""
+    """gpuconv.torch in bfloat16: forward and autograd (the direct convolution widened, pooling native),
+    against PyTorch in float64 on the same bfloat16 values."""
     torch = pytest.importorskip("torch")
     import gpuconv.torch as gt
 
@@ -285,14 +285,19 @@ def test_torch_modules(rng):
 
 
 def test_device_path_makes_no_host_copies(rng, host_copies):
-    """16-bit device arrays stay on the device through the widening route: no copy either way."""
+    """16-bit device arrays stay on the device through the native pooling route and the widening route
+    (the direct convolution): no copy either way."""
     x, x64 = rounded(rng, (1, 2, 4, 4), np.float16)
     d = cuda.to_device(x)
+    dw = cuda.to_device(rounded(rng, (2, 2, 3, 3), np.float16)[0])
     gpuconv.gpu_avg_pool2d(d, 2)                    # warm-up: cached placeholders are made on first use
+    gpuconv.gpu_conv2d(d, dw, padding=1, algo="direct")
     with host_copies() as count:
         y, idx = gpuconv.gpu_max_pool2d(d, 2, return_indices=True)
         g = gpuconv.gpu_max_pool2d_backward(y, d, 2, indices=idx)
+        c = gpuconv.gpu_conv2d(d, dw, padding=1, algo="direct")
     assert not count, dict(count)
+    assert c.dtype == np.float16 and hasattr(c, "copy_to_host")
     assert y.dtype == np.float16 and idx.dtype == np.int64 and g.dtype == np.float16
     assert rel_err(f64(y.copy_to_host()), ref.max_pool2d(x64, 2)) == 0
 

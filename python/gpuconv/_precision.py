@@ -4,8 +4,8 @@
 carried beside them ("f16" / "bf16", kernels/_half.py): Numba has no bfloat16, and PyTorch exports no
 CUDA array interface for it, so a bfloat16 tensor travels as an int16 view of the same memory.
 
-The tensor-core paths (gpu_matmul, gpu_linear, gpu_conv2d's im2col) read the 16-bit data natively.
-Every other op runs `widened`: its 16-bit inputs are widened into float32 device temporaries
+The tensor-core paths (gpu_matmul, gpu_linear, gpu_conv2d's im2col) and the pooling ops (forward and
+backward) read the 16-bit data natively (`operand`, `output`, `result`). Every other op runs `widened`: its 16-bit inputs are widened into float32 device temporaries
 (kernels/convert.py), the float32 op runs on them, and its floating-point results are rounded (to
 nearest even) into arrays of the caller's type and 16-bit dtype — float32 arithmetic throughout, one
 rounding per result, as PyTorch's half-precision kernels; the cost is the temporaries' memory traffic.
@@ -35,6 +35,13 @@ def fmt(dtype) -> str:
     """The kernels' name of a 16-bit dtype ("f16", "bf16"), or "f32" for float32."""
     dtype = np.dtype(dtype)
     return "f16" if dtype == F16 else ("bf16" if dtype == BF16 else "f32")
+
+
+def kernel_dtype(dtype):
+    """The element dtype a kernel factory takes for arrays of `dtype`: "f16" / "bf16" (uint16 bits,
+    float32 arithmetic; kernels/_half.py) for the 16-bit dtypes, the dtype itself otherwise."""
+    dtype = np.dtype(dtype)
+    return fmt(dtype) if dtype in HALF_DTYPES else dtype
 
 
 # ----------------------------------------------------------------------------- TF32
@@ -192,6 +199,14 @@ def result(res, d, dtype, kind, out, s):
     return _interop.result(res, d, kind, out, s)
 
 
+def empty(out, shape, dtype, kind, like, s):
+    """_interop.empty for any dtype (a fresh 16-bit device result through bits_output: PyTorch exports
+    no CUDA array interface for bfloat16)."""
+    if np.dtype(dtype) in HALF_DTYPES and out is None and _interop.is_device(kind):
+        return bits_output(None, None, shape, dtype, kind, like, s)[0]
+    return _interop.empty(out, shape, dtype, kind, like, s)
+
+
 def no_bias(dtype):
     """The placeholder bias of a call without one (16-bit: a uint16 word)."""
     return _dummy(BITS if np.dtype(dtype) in HALF_DTYPES else dtype)
@@ -232,7 +247,7 @@ def narrow_into(d32, d_bits, dtype, s):
 
 
 def _adopt(d, kind, like, s):
-    """A non-floating result of the float32 op (max pooling's int64 indices, a Numba device array) as
+    """A non-floating result of the float32 op (integer indices, a Numba device array) as
     the caller's type."""
     if not _interop.is_device(kind):
         y = d.copy_to_host(stream=s)
@@ -253,19 +268,6 @@ def _adopt(d, kind, like, s):
 def _stand_in(shape, dtype=np.float32):
     """A host array of `shape` over one element (every stride 0): what a probe passes for an operand."""
     return np.lib.stride_tricks.as_strided(np.zeros(1, dtype), tuple(shape), (0,) * len(shape))
-
-
-def beside(a, name, like, s):
-    """A non-floating operand of a widened call (max pooling's indices), after checking it is on like's
-    side: None, its stand-in during the probe, else a Numba device view (a host one copied)."""
-    if a is None:
-        return None
-    kind, like_kind = _interop.kind_of(a, name), _interop.kind_of(like, "grad_out")
-    if _interop.is_device(kind) != _interop.is_device(like_kind):
-        raise TypeError(f"{name} must be on the {'device' if _interop.is_device(like_kind) else 'host'} like grad_out")
-    if _interop.PROBING.get():
-        return _stand_in(a.shape, _interop.dtype_of(a, kind))
-    return _interop.device_view(a, kind, s)
 
 
 def widened(fn, named, out=None, stream=None):

@@ -26,6 +26,10 @@ dtype's size; DRAM traffic counts each unique input byte once and every output b
   m² fresh and writes a²; output reads a² and writes m² — F(4×4): 45b, 52b, 52b; F(2×2): 25b, 20b, 20b.
   Their fix-up pass (non-finite tiles only) is measured as a compute kernel, on its direct recomputation.
 
+The pooling kernels are also measured in their float16 and bfloat16 builds (uint16 bits widened to
+float32 where loaded, b = 2; bfloat16 widens by a shift, float16 by a conversion, so they compile
+differently).
+
 Kernels with a dense and a general variant (C-contiguous arrays with int32 offsets inside a plane,
 against any strides and sizes) are measured in both; the dense one is what runs in the common case.
 Specialisations compiled per call (pooling windows, divisor rules, padding modes, activations) are
@@ -96,11 +100,29 @@ def _plane_tail():
     return (types.uint32, types.uint32) + (types.int64,) * 4
 
 
+_HALF_KINDS = {"float16": "f16", "bfloat16": "bf16"}
+
+
+def _stored_t(dtype):
+    """The element type a kernel's arrays have for dtype: float16 / bfloat16 as uint16 bits."""
+    from numba import types
+
+    return types.uint16 if np.dtype(dtype).name in _HALF_KINDS else _numba_t(dtype)
+
+
+def _half_aware(factory):
+    """A factory taking the kernels' 16-bit element kinds ("f16", "bf16"), called with a dtype."""
+    def build(dtype):
+        name = np.dtype(dtype).name
+        return factory(_HALF_KINDS.get(name, np.dtype(dtype)))
+    return build
+
+
 def _pool_args(kind, layout="C"):
     def args(dtype):
         from numba import types
 
-        a4 = types.Array(_numba_t(dtype), 4, layout)
+        a4 = types.Array(_stored_t(dtype), 4, layout)
         i4 = types.Array(types.int64, 4, layout)
         if kind == "max":
             return (a4, a4, i4) + (types.int64,) * 8 + (types.boolean,) + _plane_tail()
@@ -255,6 +277,8 @@ def kernel_specs() -> list[KernelSpec]:
     from gpuconv.kernels._common import ACT_ELU, ACT_LEAKY_RELU, ACT_NONE, ACT_RELU, ACT_SIGMOID, PAD_REFLECT, PAD_ZEROS
 
     P = functools.partial
+    H = _half_aware                         # pooling: float16 / bfloat16 builds read uint16 bits
+    POOL = ("float32", "float64", "float16", "bfloat16")
     gemm_threads = gemm.THREADS
     bk = 8                                  # the GEMM's K depth per step (both dtypes)
     specs = [
@@ -274,20 +298,20 @@ def kernel_specs() -> list[KernelSpec]:
         KernelSpec("conv2d_depthwise_large", P(direct.conv2d_depthwise_kernel, pad_mode=PAD_ZEROS, act=ACT_RELU),
                    _conv_args("depthwise"), True, 48 * 1024, direct.NTHREADS, "memory", "kernel", (3, 1),
                    2 * direct.DW_ROWS * direct.PIX_X),
-        KernelSpec("max_pool2d", P(pool.max_pool2d_kernel, window=(3, 3, 1, 1)), _pool_args("max"), True, 0,
-                   pool.POOL_THREADS, "memory", "kernel", 1, 5, 8),
-        KernelSpec("avg_pool2d", P(pool.avg_pool2d_kernel, window=(3, 3, 1, 1)), _pool_args("avg"), True, 0,
-                   pool.POOL_THREADS, "memory", "kernel", 1, 5),
-        KernelSpec("max_pool2d_general", P(pool.max_pool2d_kernel, dense=False), _pool_args("max", "A"), True, 0,
-                   pool.POOL_THREADS, "memory", "kernel", (3, 0), 5, 8),
-        KernelSpec("avg_pool2d_general", P(pool.avg_pool2d_kernel, dense=False), _pool_args("avg", "A"), True, 0,
-                   pool.POOL_THREADS, "memory", "kernel", (3, 0), 5),
-        KernelSpec("global_max_pool2d", P(pool.global_pool2d_kernel, is_max=True), _pool_args("global"), True, 0,
-                   pool.GLOBAL_THREADS, "memory", "outer", 1, 4),
-        KernelSpec("global_avg_pool2d", P(pool.global_pool2d_kernel, is_max=False), _pool_args("global"), True, 0,
-                   pool.GLOBAL_THREADS, "memory", "outer", 1, 4),
-        KernelSpec("global_max_pool2d_general", P(pool.global_pool2d_kernel, is_max=True, dense=False),
-                   _pool_args("global", "A"), True, 0, pool.GLOBAL_THREADS, "memory", "outer", 1, 4),
+        KernelSpec("max_pool2d", H(P(pool.max_pool2d_kernel, window=(3, 3, 1, 1))), _pool_args("max"), True, 0,
+                   pool.POOL_THREADS, "memory", "kernel", 1, 5, 8, dtypes=POOL),
+        KernelSpec("avg_pool2d", H(P(pool.avg_pool2d_kernel, window=(3, 3, 1, 1))), _pool_args("avg"), True, 0,
+                   pool.POOL_THREADS, "memory", "kernel", 1, 5, dtypes=POOL),
+        KernelSpec("max_pool2d_general", H(P(pool.max_pool2d_kernel, dense=False)), _pool_args("max", "A"), True, 0,
+                   pool.POOL_THREADS, "memory", "kernel", (3, 0), 5, 8, dtypes=POOL),
+        KernelSpec("avg_pool2d_general", H(P(pool.avg_pool2d_kernel, dense=False)), _pool_args("avg", "A"), True, 0,
+                   pool.POOL_THREADS, "memory", "kernel", (3, 0), 5, dtypes=POOL),
+        KernelSpec("global_max_pool2d", H(P(pool.global_pool2d_kernel, is_max=True)), _pool_args("global"), True,
+                   0, pool.GLOBAL_THREADS, "memory", "outer", 1, 4, dtypes=POOL),
+        KernelSpec("global_avg_pool2d", H(P(pool.global_pool2d_kernel, is_max=False)), _pool_args("global"), True,
+                   0, pool.GLOBAL_THREADS, "memory", "outer", 1, 4, dtypes=POOL),
+        KernelSpec("global_max_pool2d_general", H(P(pool.global_pool2d_kernel, is_max=True, dense=False)),
+                   _pool_args("global", "A"), True, 0, pool.GLOBAL_THREADS, "memory", "outer", 1, 4, dtypes=POOL),
         KernelSpec("gemm", P(gemm.gemm_kernel, store="matrix"), _gemm_args("matrix"), True, 0, gemm_threads,
                    "compute", "fma_outer", bk),
         KernelSpec("gemm_nchw_bias_leaky_acc", P(gemm.gemm_kernel, store="nchw", bias_mode=gemm.BIAS_ROW,
@@ -369,17 +393,17 @@ def kernel_specs() -> list[KernelSpec]:
                    backward.BIAS_THREADS, "memory", "outer", 1, 1),
         KernelSpec("conv2d_bias_grad_general", P(backward.bias_grad_kernel, dense=False), _bias_grad_args("A"), True,
                    0, backward.BIAS_THREADS, "memory", "outer", 1, 1),
-        KernelSpec("max_pool2d_backward", P(pool.max_pool2d_backward_kernel, geometry=(3, 3, 2, 2, 1, 1)),
+        KernelSpec("max_pool2d_backward", H(P(pool.max_pool2d_backward_kernel, geometry=(3, 3, 2, 2, 1, 1))),
                    _pool_args("max_backward"), True, 0, pool.POOL_THREADS, "memory", "kernel", 1,
-                   5 * pool.CELLS_PER_THREAD, 8 * pool.CELLS_PER_THREAD),
-        KernelSpec("avg_pool2d_backward", P(pool.avg_pool2d_backward_kernel, geometry=(3, 3, 2, 2, 1, 1)),
+                   5 * pool.CELLS_PER_THREAD, 8 * pool.CELLS_PER_THREAD, dtypes=POOL),
+        KernelSpec("avg_pool2d_backward", H(P(pool.avg_pool2d_backward_kernel, geometry=(3, 3, 2, 2, 1, 1))),
                    _pool_args("avg_backward"), True, 0, pool.POOL_THREADS, "memory", "kernel", 1,
-                   5 * pool.CELLS_PER_THREAD),
-        KernelSpec("max_pool2d_backward_element", pool.max_pool2d_backward_kernel,
+                   5 * pool.CELLS_PER_THREAD, dtypes=POOL),
+        KernelSpec("max_pool2d_backward_element", H(pool.max_pool2d_backward_kernel),
                    _pool_args("max_backward_element", "A"), True, 0, pool.POOL_THREADS, "memory", "kernel", 2,
-                   1.25, 2),
-        KernelSpec("avg_pool2d_backward_element", pool.avg_pool2d_backward_kernel,
+                   1.25, 2, dtypes=POOL),
+        KernelSpec("avg_pool2d_backward_element", H(pool.avg_pool2d_backward_kernel),
                    _pool_args("avg_backward_element", "A"), True, 0, pool.POOL_THREADS, "memory", "kernel", 2,
-                   1.25),
+                   1.25, dtypes=POOL),
     ]
     return specs

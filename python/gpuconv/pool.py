@@ -1,4 +1,7 @@
-"""Pooling wrappers: check, allocate, launch (kernels in gpuconv.kernels.pool). PyTorch's semantics."""
+"""Pooling wrappers: check, allocate, launch (kernels in gpuconv.kernels.pool). PyTorch's semantics.
+
+float16 and bfloat16 arrays are read and written in place as their 16-bit bits (gpuconv._precision):
+the kernels widen each element to float32 where they load it and round once where they store."""
 
 from __future__ import annotations
 
@@ -15,7 +18,8 @@ from . import _args, _interop, _precision
 _pool_geometry = _args.memoized(_args.pool2d_geometry)   # (x_shape, kernel_size, stride, ...), checked once
 
 
-# Each cached launcher is built once per (shape, options) and called as launch(x, y, idx, stream).
+# Each cached launcher is built once per (shape, options) and called as launch(x, y, idx, stream); its dtype
+# is the kernels' (kernel_dtype: "f16" / "bf16" for 16-bit data).
 
 
 @functools.lru_cache(maxsize=1024)
@@ -47,8 +51,8 @@ def _unbatched(fn, x, out):
 
 
 def _check_x(x):
-    """(shape, kind, dtype) of the input, checked once per call."""
-    kinds, dtype = _interop.check_operands([("x", x)])
+    """(shape, kind, dtype) of the input, checked once per call (float16 and bfloat16 included)."""
+    kinds, dtype = _interop.check_operands([("x", x)], half=True)
     return _args.shape_of(x, "x", 4), kinds["x"], dtype
 
 
@@ -57,16 +61,16 @@ def _run(x, kind, dtype, out, out_shape, launch, with_idx, stream):
     okind = None if out is None else _interop.check_out(out, out_shape, dtype, kind)
     s = _interop.resolve_stream(stream, kind, x)
     if out_shape[0] == 0:       # an empty batch: nothing to launch
-        y = _interop.empty(out, out_shape, dtype, kind, x, s)
+        y = _precision.empty(out, out_shape, dtype, kind, x, s)
         return (y, _interop.empty(None, out_shape, np.dtype(np.int64), kind, x, s)) if with_idx else y
-    dx = _interop.device_view(x, kind, s)
-    res, dy = _interop.output(out, okind, out_shape, dtype, kind, x, s, (("x", dx),))
+    dx = _precision.operand(x, kind, dtype, s)
+    res, dy = _precision.output(out, okind, out_shape, dtype, kind, x, s, (("x", dx),))
     if with_idx:
         res_i, didx = _interop.output(None, None, out_shape, np.dtype(np.int64), kind, x, s)
     else:
         didx = _dummy_indices()
     launch(dx, dy, didx, s)
-    y = _interop.result(res, dy, kind, out, s)
+    y = _precision.result(res, dy, dtype, kind, out, s)
     return (y, _interop.result(res_i, didx, kind, None, s)) if with_idx else y
 
 
@@ -92,28 +96,23 @@ def gpu_max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode
 
     A NaN in a window makes its result NaN (its index is the last NaN's); otherwise the first maximum.
     x may be unbatched, (C, H, W) -> (C, P, Q), as F.max_pool2d's; N may be 0 (an empty result). A
-    device out= must not overlap x.
+    device out= must not overlap x. float32, float64, float16 and bfloat16 (16-bit: compared in float32,
+    each result the bits of the element its index names).
     """
-    if _precision.any_half(x):
-        return _precision.widened(lambda x, s, o: gpu_max_pool2d(x, kernel_size, stride, padding, dilation, ceil_mode,
-                                                                  return_indices, out=o, stream=s), [("x", x)], out, stream)
     if _interop.ndim(x) == 3:
         return _unbatched(lambda x4, out4: gpu_max_pool2d(x4, kernel_size, stride, padding, dilation, ceil_mode,
                                                           return_indices, out=out4, stream=stream), x, out)
     shape, kind, dtype = _check_x(x)
     g = _pool_geometry(shape, kernel_size, stride, padding, dilation, ceil_mode)
     with_idx = _check_bool(return_indices, "return_indices")
-    return _run(x, kind, dtype, out, g.out_shape, _max_launcher(g, dtype, with_idx), with_idx, stream)
+    return _run(x, kind, dtype, out, g.out_shape, _max_launcher(g, _precision.kernel_dtype(dtype), with_idx),
+                with_idx, stream)
 
 
 def gpu_avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
                    divisor_override=None, *, out=None, stream=None):
     """Average pooling of x (N, C, H, W) -> (N, C, P, Q), as F.avg_pool2d (its divisor rules included);
-    (C, H, W) and N = 0 as gpu_max_pool2d."""
-    if _precision.any_half(x):
-        return _precision.widened(lambda x, s, o: gpu_avg_pool2d(x, kernel_size, stride, padding, ceil_mode,
-                                                                  count_include_pad, divisor_override, out=o, stream=s),
-                                  [("x", x)], out, stream)
+    (C, H, W) and N = 0 as gpu_max_pool2d. 16-bit x: summed in float32, each result rounded once."""
     if _interop.ndim(x) == 3:
         return _unbatched(lambda x4, out4: gpu_avg_pool2d(x4, kernel_size, stride, padding, ceil_mode,
                                                           count_include_pad, divisor_override, out=out4,
@@ -122,20 +121,19 @@ def gpu_avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, coun
     g = _pool_geometry(shape, kernel_size, stride, padding, 1, ceil_mode)
     cip = _check_bool(count_include_pad, "count_include_pad")
     divisor = divisor_code(divisor_override)
-    return _run(x, kind, dtype, out, g.out_shape, _avg_launcher(g, dtype, cip, divisor), False, stream)
+    return _run(x, kind, dtype, out, g.out_shape, _avg_launcher(g, _precision.kernel_dtype(dtype), cip, divisor),
+                False, stream)
 
 
 def _global(x, is_max, return_indices, out, stream):
-    if _precision.any_half(x):
-        return _precision.widened(lambda x, s, o: _global(x, is_max, return_indices, o, s), [("x", x)], out, stream)
     if _interop.ndim(x) == 3:
         return _unbatched(lambda x4, out4: _global(x4, is_max, return_indices, out4, stream), x, out)
     shape, kind, dtype = _check_x(x)
     if min(shape[1:]) < 1:
         raise ValueError(f"x {shape} must have no empty dimension but the batch (N = 0 gives an empty result)")
     with_idx = _check_bool(return_indices, "return_indices")
-    return _run(x, kind, dtype, out, shape[:2] + (1, 1), _global_launcher(shape, dtype, is_max, with_idx),
-                with_idx, stream)
+    launch = _global_launcher(shape, _precision.kernel_dtype(dtype), is_max, with_idx)
+    return _run(x, kind, dtype, out, shape[:2] + (1, 1), launch, with_idx, stream)
 
 
 def gpu_global_max_pool2d(x, return_indices=False, *, out=None, stream=None):

@@ -2,6 +2,8 @@
 
 Each gradient element is computed by one thread summing, in a fixed order, the output gradients of the
 windows that hold it: deterministic (the same bits every run) and with no atomics or zero-fill pass.
+float16 and bfloat16 operands are read in place as 16-bit bits, the sums are float32 and each gradient
+element is rounded once (gpuconv._precision).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ def _avg_backward_launcher(g, dtype, count_include_pad, divisor):
 
 def _check_grad(grad_out, x):
     """(kind, dtype, x shape, grad_out shape) of the operands, checked once per call."""
-    kinds, dtype = _interop.check_operands([("grad_out", grad_out), ("x", x)])
+    kinds, dtype = _interop.check_operands([("grad_out", grad_out), ("x", x)], half=True)
     return kinds, dtype, _args.shape_of(x, "x", 4), _args.shape_of(grad_out, "grad_out", 4)
 
 
@@ -63,14 +65,9 @@ def gpu_max_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0, di
     they are recomputed from x by one forward pass. An index that names no element of its own window
     contributes nothing. grad_out has the forward's output shape; the result has x's shape, dtype and
     type (NumPy in -> NumPy out; device arrays in place, as gpu_max_pool2d). Unbatched (C, H, W)
-    operands and N = 0 as the forward; a device out= must not overlap grad_out, x or indices.
+    operands and N = 0 as the forward; a device out= must not overlap grad_out, x or indices. 16-bit
+    operands: summed in float32, each element rounded once.
     """
-    if _precision.any_half(grad_out, x):
-        return _precision.widened(
-            lambda go, x, s, o: gpu_max_pool2d_backward(go, x, kernel_size, stride, padding, dilation, ceil_mode,
-                                                        indices=_precision.beside(indices, "indices", grad_out, s),
-                                                        out=o, stream=s),
-            [("grad_out", grad_out), ("x", x)], out, stream)
     if _interop.ndim(x) == 3:
         return _interop.call_unbatched(
             lambda go4, x4, i4, out4: gpu_max_pool2d_backward(go4, x4, kernel_size, stride, padding, dilation,
@@ -82,23 +79,24 @@ def gpu_max_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0, di
     _check_same_shape(go_shape, g)
     ikind = None if indices is None else _check_indices(indices, kind, g)
     okind = None if out is None else _interop.check_out(out, x_shape, dtype, kind)
-    backward = _max_backward_launcher(g, dtype)
+    kdtype = _precision.kernel_dtype(dtype)
+    backward = _max_backward_launcher(g, kdtype)
 
     s = _interop.resolve_stream(stream, kind, grad_out)
     if g.N == 0:
-        return _interop.empty(out, x_shape, dtype, kind, grad_out, s)
-    dgo = _interop.device_view(grad_out, kind, s)
+        return _precision.empty(out, x_shape, dtype, kind, grad_out, s)
+    dgo = _precision.operand(grad_out, kind, dtype, s)
     checked = out is not None and _interop.is_device(kind)       # out= is checked against every input
-    dx = _interop.device_view(x, kinds["x"], s) if indices is None or checked else None
+    dx = _precision.operand(x, kinds["x"], dtype, s) if indices is None or checked else None
     didx = None if indices is None else _interop.device_view(indices, ikind, s)
-    res, dgx = _interop.output(out, okind, x_shape, dtype, kind, grad_out, s,
-                               (("grad_out", dgo), ("x", dx), ("indices", didx)))
+    res, dgx = _precision.output(out, okind, x_shape, dtype, kind, grad_out, s,
+                                 (("grad_out", dgo), ("x", dx), ("indices", didx)))
     if indices is None:
-        forward = _max_launcher(g, dtype, True)
+        forward = _max_launcher(g, kdtype, True)
         didx = cuda.device_array(g.out_shape, INDEX_DTYPE, stream=s)
-        forward(dx, cuda.device_array(g.out_shape, dtype, stream=s), didx, s)  # y is discarded
+        forward(dx, cuda.device_array(g.out_shape, dx.dtype, stream=s), didx, s)  # y is discarded
     backward(dgo, didx, dgx, s)
-    return _interop.result(res, dgx, kind, out, s)
+    return _precision.result(res, dgx, dtype, kind, out, s)
 
 
 def gpu_avg_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0, ceil_mode=False,
@@ -106,12 +104,8 @@ def gpu_avg_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0, ce
     """Gradient of gpu_avg_pool2d w.r.t. x: each output's gradient / its divisor, spread over its
     window (PyTorch's avg_pool2d backward, every divisor rule). Deterministic. x is used for its shape,
     dtype and side only. The result has x's shape and grad_out's dtype and type. Unbatched operands and
-    N = 0 as the forward; a device out= must not overlap grad_out or x."""
-    if _precision.any_half(grad_out, x):
-        return _precision.widened(
-            lambda go, x, s, o: gpu_avg_pool2d_backward(go, x, kernel_size, stride, padding, ceil_mode,
-                                                        count_include_pad, divisor_override, out=o, stream=s),
-            [("grad_out", grad_out), ("x", x)], out, stream)
+    N = 0 as the forward; a device out= must not overlap grad_out or x. 16-bit operands: summed in
+    float32, each element rounded once."""
     if _interop.ndim(x) == 3:
         return _interop.call_unbatched(
             lambda go4, x4, out4: gpu_avg_pool2d_backward(go4, x4, kernel_size, stride, padding, ceil_mode,
@@ -122,19 +116,19 @@ def gpu_avg_pool2d_backward(grad_out, x, kernel_size, stride=None, padding=0, ce
     kind = kinds["grad_out"]
     g = _pool_geometry(x_shape, kernel_size, stride, padding, 1, ceil_mode)
     _check_same_shape(go_shape, g)
-    launch = _avg_backward_launcher(g, dtype, _check_bool(count_include_pad, "count_include_pad"),
-                                    divisor_code(divisor_override))
+    launch = _avg_backward_launcher(g, _precision.kernel_dtype(dtype),
+                                    _check_bool(count_include_pad, "count_include_pad"), divisor_code(divisor_override))
     okind = None if out is None else _interop.check_out(out, x_shape, dtype, kind)
 
     s = _interop.resolve_stream(stream, kind, grad_out)
     if g.N == 0:
-        return _interop.empty(out, x_shape, dtype, kind, grad_out, s)
-    dgo = _interop.device_view(grad_out, kind, s)
+        return _precision.empty(out, x_shape, dtype, kind, grad_out, s)
+    dgo = _precision.operand(grad_out, kind, dtype, s)
     checked = out is not None and _interop.is_device(kind)       # out= is checked against every input
-    reads = (("grad_out", dgo), ("x", _interop.device_view(x, kinds["x"], s))) if checked else ()
-    res, dgx = _interop.output(out, okind, x_shape, dtype, kind, grad_out, s, reads)
+    reads = (("grad_out", dgo), ("x", _precision.operand(x, kinds["x"], dtype, s))) if checked else ()
+    res, dgx = _precision.output(out, okind, x_shape, dtype, kind, grad_out, s, reads)
     launch(dgo, dgx, s)
-    return _interop.result(res, dgx, kind, out, s)
+    return _precision.result(res, dgx, dtype, kind, out, s)
 
 
 def _whole_plane(x):
