@@ -2,9 +2,13 @@
 raw 16-bit patterns (uint16 arrays; NumPy has no bfloat16), are widened to float32 where they are used,
 and rounded back (to nearest even) where they are stored, as PyTorch's half-precision kernels do.
 
-`to_f32(bits, kind)` / `from_f32(x, kind)` with kind "f16" or "bf16" (a compile-time constant).
+`to_f32(bits, kind)` / `from_f32(x, kind)` with kind "f16" or "bf16" (a compile-time constant); kernels
+that take either a dtype or a kind split it with `storage` and convert their loads and stores with `codec`.
 """
 
+import functools
+
+import numpy as np
 from numba import cuda, float32, uint16, uint32
 from numba.types import float16
 
@@ -25,3 +29,34 @@ def from_f32(x, kind):
     if kind == "f16":
         return f16_bits(float16(x))
     return bf16_bits_rn(float32(x))
+
+
+def storage(dtype):
+    """(arithmetic dtype, 16-bit kind or None) of a kernel factory's `dtype` argument: a kind ("f16",
+    "bf16") means uint16 arrays holding that format's bits, with float32 arithmetic; a NumPy dtype is
+    both the storage and the arithmetic."""
+    if isinstance(dtype, str) and dtype in KINDS:
+        return np.dtype(np.float32), dtype
+    return np.dtype(dtype), None
+
+
+@functools.cache
+def codec(kind):
+    """(widen, narrow) device functions between a stored element and its arithmetic value: for a 16-bit
+    kind to_f32 and from_f32 (rounded to nearest even), for None identities."""
+    if kind is None:
+        @cuda.jit(device=True, inline=True)
+        def same(v):
+            return v
+
+        return same, same
+
+    @cuda.jit(device=True, inline=True)
+    def widen(v):
+        return to_f32(v, kind)
+
+    @cuda.jit(device=True, inline=True)
+    def narrow(v):
+        return from_f32(v, kind)
+
+    return widen, narrow
