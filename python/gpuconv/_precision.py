@@ -4,8 +4,8 @@
 carried beside them ("f16" / "bf16", kernels/_half.py): Numba has no bfloat16, and PyTorch exports no
 CUDA array interface for it, so a bfloat16 tensor travels as an int16 view of the same memory.
 
-The tensor-core paths (gpu_matmul, gpu_linear, gpu_conv2d's im2col) read the 16-bit data natively.
-Every other op runs `widened`: its 16-bit inputs are widened into float32 device temporaries
+The tensor-core paths (gpu_matmul, gpu_linear, gpu_conv2d's im2col), the depthwise kernel and the
+activation passes read the 16-bit data natively (see kernel_dtype). Every other op runs `widened`: its 16-bit inputs are widened into float32 device temporaries
 (kernels/convert.py), the float32 op runs on them, and its floating-point results are rounded (to
 nearest even) into arrays of the caller's type and 16-bit dtype — float32 arithmetic throughout, one
 rounding per result, as PyTorch's half-precision kernels; the cost is the temporaries' memory traffic.
@@ -35,6 +35,14 @@ def fmt(dtype) -> str:
     """The kernels' name of a 16-bit dtype ("f16", "bf16"), or "f32" for float32."""
     dtype = np.dtype(dtype)
     return "f16" if dtype == F16 else ("bf16" if dtype == BF16 else "f32")
+
+
+def kernel_dtype(dtype):
+    """What a kernel factory that takes 16-bit storage (kernels/_half.py `storage`) is given for a
+    dtype: float16 / bfloat16 as their kind ("f16", "bf16": uint16 bits, float32 arithmetic), any
+    other dtype as itself."""
+    dtype = np.dtype(dtype)
+    return fmt(dtype) if dtype in HALF_DTYPES else dtype
 
 
 # ----------------------------------------------------------------------------- TF32
