@@ -22,6 +22,8 @@ dtype's size; DRAM traffic counts each unique input byte once and every output b
   uint16 build moves float16 / bfloat16 columns as bits;
 - depthwise 3×3 (16, 256, 56, 56): a block's 16×32 outputs read ~16×32 fresh inputs (the halo comes
   from L2) and write 16×32, over 128 threads: 8b per thread;
+- the depthwise kernel and the activation passes are also measured in float16 and bfloat16: their
+  16-bit builds (uint16 loads and stores, float32 arithmetic), b = 2;
 - Winograd F(m×m, 3×3) transforms, per thread: filter reads 9, writes a² (a = m + 2); input reads
   m² fresh and writes a²; output reads a² and writes m² — F(4×4): 45b, 52b, 52b; F(2×2): 25b, 20b, 20b.
   Their fix-up pass (non-finite tiles only) is measured as a compute kernel, on its direct recomputation.
@@ -73,14 +75,36 @@ def _numba_t(dtype):
     return numba_type(dtype)
 
 
+_HALF_KINDS = {"float16": "f16", "bfloat16": "bf16"}
+ALL_FLOATS = ("float32", "float64", "float16", "bfloat16")     # the builds of kernels with a 16-bit build
+
+
+def _stored(dtype):
+    """(element type of the arrays, type of the float scalars) of a build: 16-bit data as uint16 bits
+    with float32 arithmetic (kernels/_half.py), else the dtype's own type for both."""
+    from numba import types
+
+    if np.dtype(dtype).name in _HALF_KINDS:
+        return types.uint16, types.float32
+    t = _numba_t(dtype)
+    return t, t
+
+
+def _half_aware(factory):
+    """A factory that builds float16 / bfloat16 as the kernel's 16-bit storage kind ("f16", "bf16")."""
+    def build(dtype):
+        return factory(_HALF_KINDS.get(np.dtype(dtype).name, dtype))
+    return build
+
+
 def _conv_args(kind, layout="C"):
     """Args of the direct kernels as their launchers pass them (C-contiguous arrays, the common case)."""
     def args(dtype):
         from numba import types
 
-        t = _numba_t(dtype)
-        a4 = types.Array(t, 4, layout)
-        head = (a4, a4, types.Array(t, 1, "C"), a4) + (types.int64,) * 7 + (types.boolean, t)
+        e, t = _stored(dtype)
+        a4 = types.Array(e, 4, layout)
+        head = (a4, a4, types.Array(e, 1, "C"), a4) + (types.int64,) * 7 + (types.boolean, t)
         if kind == "general":
             return head + (types.UniTuple(types.uint32, 2),) + _plane_tail()
         if kind == "tiled":
@@ -169,8 +193,8 @@ def _elementwise_args(arrays, layout="C"):
     def args(dtype):
         from numba import types
 
-        t = _numba_t(dtype)
-        return (types.Array(t, 4, layout),) * arrays + (t,) + _plane_tail()
+        e, t = _stored(dtype)
+        return (types.Array(e, 4, layout),) * arrays + (t,) + _plane_tail()
     return args
 
 
@@ -231,13 +255,13 @@ def _tc_factory(name, store="matrix", **options):
 
 
 def _convert_args(src, dst, layout="C"):
-    """(x, y, alpha, plane tail) of kernels/convert.py: 4-D views, float32 or 16-bit bits."""
+    """(x, y, plane tail) of kernels/convert.py: 4-D views, float32 or 16-bit bits."""
     def args(dtype):
         from numba import types
 
         def el(side):
             return types.float32 if side == "f32" else types.uint16
-        return (types.Array(el(src), 4, layout), types.Array(el(dst), 4, layout), types.float32) + _plane_tail()
+        return (types.Array(el(src), 4, layout), types.Array(el(dst), 4, layout)) + _plane_tail()
     return args
 
 
@@ -262,18 +286,21 @@ def kernel_specs() -> list[KernelSpec]:
                    _conv_args("general"), True, 0, 256, "compute", "fma_inner"),
         KernelSpec("conv2d_tiled", P(direct.conv2d_tiled_kernel, pad_mode=PAD_ZEROS, act=ACT_RELU),
                    _conv_args("tiled"), True, direct.SMEM_BUDGET_BYTES, direct.NTHREADS, "compute", "fma_inner"),
-        KernelSpec("conv2d_depthwise", P(direct.conv2d_depthwise_kernel, pad_mode=PAD_ZEROS, act=ACT_RELU,
-                                         window=(3, 3, 1, 1, 1, 1)),
+        # float16 / bfloat16: the 16-bit build (uint16 loads and stores, float32 staging and arithmetic)
+        KernelSpec("conv2d_depthwise", _half_aware(P(direct.conv2d_depthwise_kernel, pad_mode=PAD_ZEROS, act=ACT_RELU,
+                                                     window=(3, 3, 1, 1, 1, 1))),
                    _conv_args("depthwise"), True, 48 * 1024, direct.NTHREADS, "memory", "kernel", 1,
-                   2 * direct.DW_ROWS * direct.PIX_X),
-        KernelSpec("conv2d_depthwise_general", P(direct.conv2d_depthwise_kernel, pad_mode=PAD_ZEROS, act=ACT_RELU,
-                                                 window=(3, 3, 1, 1, 1, 1), dense=False),
+                   2 * direct.DW_ROWS * direct.PIX_X, dtypes=ALL_FLOATS),
+        KernelSpec("conv2d_depthwise_general",
+                   _half_aware(P(direct.conv2d_depthwise_kernel, pad_mode=PAD_ZEROS, act=ACT_RELU,
+                                 window=(3, 3, 1, 1, 1, 1), dense=False)),
                    _conv_args("depthwise", "A"), True, 48 * 1024, direct.NTHREADS, "memory", "kernel", 1,
-                   2 * direct.DW_ROWS * direct.PIX_X),
+                   2 * direct.DW_ROWS * direct.PIX_X, dtypes=ALL_FLOATS),
         # windows past MAX_UNROLLED_WINDOW: loops (staging: rows, then columns), counted 3 and 1 times
-        KernelSpec("conv2d_depthwise_large", P(direct.conv2d_depthwise_kernel, pad_mode=PAD_ZEROS, act=ACT_RELU),
+        KernelSpec("conv2d_depthwise_large",
+                   _half_aware(P(direct.conv2d_depthwise_kernel, pad_mode=PAD_ZEROS, act=ACT_RELU)),
                    _conv_args("depthwise"), True, 48 * 1024, direct.NTHREADS, "memory", "kernel", (3, 1),
-                   2 * direct.DW_ROWS * direct.PIX_X),
+                   2 * direct.DW_ROWS * direct.PIX_X, dtypes=ALL_FLOATS),
         KernelSpec("max_pool2d", P(pool.max_pool2d_kernel, window=(3, 3, 1, 1)), _pool_args("max"), True, 0,
                    pool.POOL_THREADS, "memory", "kernel", 1, 5, 8),
         KernelSpec("avg_pool2d", P(pool.avg_pool2d_kernel, window=(3, 3, 1, 1)), _pool_args("avg"), True, 0,
@@ -353,14 +380,17 @@ def kernel_specs() -> list[KernelSpec]:
         KernelSpec("fold_padding_edges", P(im2col.fold_padding_edges_kernel, mode=PAD_REFLECT),
                    _arrays_then((4, 4), 11, layout="C", plane_tail=True), True, 0, im2col.THREADS, "memory",
                    "kernel", 1, 2),
-        KernelSpec("activation", P(epilogue.activation_kernel, act=ACT_ELU), _elementwise_args(1), True, 0,
-                   epilogue.THREADS, "memory", "kernel", 1, 2 * epilogue.PER_THREAD),
-        KernelSpec("activation_grad", P(epilogue.activation_grad_kernel, act=ACT_SIGMOID), _elementwise_args(3), True,
-                   0, epilogue.THREADS, "memory", "kernel", 1, 3 * epilogue.PER_THREAD),
-        KernelSpec("activation_general", P(epilogue.activation_kernel, act=ACT_ELU, dense=False),
-                   _elementwise_args(1, "A"), True, 0, epilogue.THREADS, "memory", "kernel", 1, 2),
-        KernelSpec("activation_grad_general", P(epilogue.activation_grad_kernel, act=ACT_NONE, dense=False),
-                   _elementwise_args(3, "A"), True, 0, epilogue.THREADS, "memory", "kernel", 1, 3),
+        # float16 / bfloat16: the 16-bit builds (the GEMM path's late activation on a 16-bit result)
+        KernelSpec("activation", _half_aware(P(epilogue.activation_kernel, act=ACT_ELU)), _elementwise_args(1), True,
+                   0, epilogue.THREADS, "memory", "kernel", 1, 2 * epilogue.PER_THREAD, dtypes=ALL_FLOATS),
+        KernelSpec("activation_grad", _half_aware(P(epilogue.activation_grad_kernel, act=ACT_SIGMOID)),
+                   _elementwise_args(3), True, 0, epilogue.THREADS, "memory", "kernel", 1, 3 * epilogue.PER_THREAD,
+                   dtypes=ALL_FLOATS),
+        KernelSpec("activation_general", _half_aware(P(epilogue.activation_kernel, act=ACT_ELU, dense=False)),
+                   _elementwise_args(1, "A"), True, 0, epilogue.THREADS, "memory", "kernel", 1, 2, dtypes=ALL_FLOATS),
+        KernelSpec("activation_grad_general",
+                   _half_aware(P(epilogue.activation_grad_kernel, act=ACT_NONE, dense=False)),
+                   _elementwise_args(3, "A"), True, 0, epilogue.THREADS, "memory", "kernel", 1, 3, dtypes=ALL_FLOATS),
         KernelSpec("fill", epilogue.fill_kernel, _arrays_then((1,), 0, alpha=True), True, 0, epilogue.THREADS,
                    "memory", "outer", 1, 1),
         KernelSpec("conv2d_data_grad", backward.data_grad_kernel, _data_grad_args, True,
