@@ -293,6 +293,19 @@ def test_depthwise_16bit_host_out(rng, native):
     assert rel_err(f64(out), ref.conv2d(x64, w64, groups=2)) <= bound("bfloat16", 9)
 
 
+def test_im2col_late_activation_into_strided_out(rng, native):
+    """im2col on the tensor cores into a device out= whose pixels do not merge: the product goes to a
+    dense temporary, is copied into out= by the activation-gradient pass's 16-bit build, then tanh runs
+    in the activation pass's 16-bit build (general variants: out= is strided)."""
+    x, x64 = rounded(rng, (1, 2, 5, 5), np.float16)
+    w, w64 = rounded(rng, (16, 2, 3, 3), np.float16)
+    dout = cuda.to_device(np.full((1, 16, 10, 5), np.nan, np.float16))[:, :, ::2]   # every other row
+    y = gpuconv.gpu_conv2d(cuda.to_device(x), cuda.to_device(w), padding=1, activation="tanh", out=dout)
+    assert y is dout
+    want = ref.activation(ref.conv2d(x64, w64, padding=1), "tanh")
+    assert rel_err(f64(y.copy_to_host()), want) <= 2 * bound("float16", 18)
+
+
 def test_other_direct_kernels_still_widen(rng, monkeypatch):
     """Only the depthwise kernel has a 16-bit build: a grouped layer it does not take is widened."""
     from gpuconv import _precision
