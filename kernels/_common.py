@@ -15,6 +15,8 @@ import numba
 import numpy as np
 from numba import cuda, int32, int64, uint32, uint64
 
+from ._half import codec, storage
+
 # padding modes, as torch.nn.Conv2d's padding_mode
 PAD_ZEROS = 0
 PAD_REFLECT = 1
@@ -369,8 +371,11 @@ def stage_tile(dtype, mode):
 
     A tile may reach past the padded input (rows and columns no output uses): those read a clamped,
     in-bounds element (or zero, for zeros padding), so every coordinate that is used gets the mode's
-    value from one reflection or wrap (pad_fold) and none reads outside x."""
-    ZERO = np.dtype(dtype).type(0)
+    value from one reflection or wrap (pad_fold) and none reads outside x. dtype may be a 16-bit kind
+    (gpuconv.kernels._half.storage): x is then uint16 bits, widened to float32 as they are staged."""
+    arith, kind = storage(dtype)
+    ZERO = arith.type(0)
+    widen = codec(kind)[0]
     source = pad_source(mode, int64)
 
     @cuda.jit(device=True, inline=True)
@@ -385,7 +390,7 @@ def stage_tile(dtype, mode):
                 ws = source(int64(w0 + iw), W)
                 v = ZERO
                 if (hs >= 0) & (ws >= 0):
-                    v = x[xn, xc, uint64(hs), uint64(ws)]
+                    v = widen(x[xn, xc, uint64(hs), uint64(ws)])
                 sm[row + uint64(iw)] = v
 
     return stage

@@ -4,7 +4,8 @@ All three compute y[n, k, p, q] = act(b[k] + 危_{c,r,s} x[n, g路Cg + c, p路sh 鈭
 路 w[k, c, r, s]), with the padding mode applied as the input is read, so no padded copy of x is ever
 made. A zero-padded tap is a product 0 路 w like any other (as PyTorch's, so a non-finite weight gives NaN
 at the border in every kernel and algorithm). The padding mode and the activation are compiled in (one
-kernel per pair, built on first use).
+kernel per pair, built on first use). The depthwise kernel also has 16-bit builds (float16 / bfloat16
+bits in and out, float32 inside; see conv2d_depthwise_kernel).
 
 Index math: block and thread indices give a tile's coordinates (one magic-number division of
 blockIdx.x per thread, no division in any loop); shared memory is indexed with unsigned integers (no
@@ -25,6 +26,7 @@ from numba import cuda, int32, int64, uint32, uint64
 from ._common import (MAX_GRID_YZ, PAD_ZEROS, activation_fn, c_contiguous, divmagic, fits_int32,
                       general_plane_launches, grid_chunks, magic_numbers, numba_type, pad_fold, stage_tile)
 from ._flat import load, store
+from ._half import codec, storage
 from ._vector import SHARED_ALIGN
 
 # ----------------------------------------------------------------------------- tile constants
@@ -288,11 +290,15 @@ def conv2d_depthwise_kernel(dtype, pad_mode, act, window=None, dense=True):
     each thread computes DW_ROWS 脳 PIX_X pixels. window: (R, S, sh, sw, dh, dw) compiled in (the tile's
     extent is then a constant: each thread stages a fixed few elements, and the taps unroll), or None.
     dense: C-contiguous x and y whose planes fit int32 offsets (through gpuconv.kernels._flat); else any
-    strides. Fills y.
+    strides. dtype may be a 16-bit kind ("f16", "bf16"; gpuconv.kernels._half): x, w, b and y are then
+    uint16 bits, widened to float32 where they are loaded (the staged tile and weights are float32),
+    accumulated and activated in float32, and each output rounded once. Fills y.
     """
-    NBT = numba_type(dtype)
-    ZERO = np.dtype(dtype).type(0)
-    activate = activation_fn(dtype, act)
+    arith, kind = storage(dtype)
+    widen, narrow = codec(kind)
+    NBT = numba_type(arith)
+    ZERO = arith.type(0)
+    activate = activation_fn(arith, act)
     stage = stage_tile(dtype, pad_mode)
     fold = pad_fold(pad_mode, int32)
     ZEROS = pad_mode == PAD_ZEROS
@@ -347,19 +353,19 @@ def conv2d_depthwise_kernel(dtype, pad_mode, act, window=None, dense=True):
                 v = ZERO
                 if inside & (e < TIH * TIW):
                     if dense:
-                        v = load(x, xplane, int32(hs * W + ws))
+                        v = widen(load(x, xplane, int32(hs * W + ws)))
                     else:
-                        v = x[uint64(n), uint64(c), uint64(hs), uint64(ws)]
+                        v = widen(x[uint64(n), uint64(c), uint64(hs), uint64(ws)])
                 if e < TIH * TIW:
                     sm[uint64(e)] = v
             if tid < KR * KS:
                 r = divmagic(tid, SMAG, SSFT)
-                sm[uint64(TIH * TIW + tid)] = w[uint64(k), uint64(0), uint64(r), uint64(tid - r * KS)]
+                sm[uint64(TIH * TIW + tid)] = widen(w[uint64(k), uint64(0), uint64(r), uint64(tid - r * KS)])
         else:
             stage(sm, 0, x, n, c, h0, w0, IH, IW, ty, tx, BLOCK_Y, BLOCK_X)
             for r in range(ty, R, BLOCK_Y):
                 for s in range(tx, S, BLOCK_X):
-                    sm[uint64(IH * IW + r * S + s)] = w[uint64(k), uint64(0), uint64(r), uint64(s)]
+                    sm[uint64(IH * IW + r * S + s)] = widen(w[uint64(k), uint64(0), uint64(r), uint64(s)])
         cuda.syncthreads()  # the plane's tile and the channel's weights are staged before anyone reads
         wbase = uint64(IH * IW)
         xrow = uint64(ty * (sh_ * IW) + tx * sw_)
@@ -378,7 +384,7 @@ def conv2d_depthwise_kernel(dtype, pad_mode, act, window=None, dense=True):
                 for i in range(DW_ROWS):
                     for j in range(PIX_X):                # (uint64 路 uint64: an int64 factor would make it a float)
                         acc[i, j] += sm[xs + uint64(i) * down + uint64(j) * right] * wv
-        bias = b[uint64(k)] if has_bias else ZERO
+        bias = widen(b[uint64(k)]) if has_bias else ZERO
         q = I(q0 + tx)
         for i in range(DW_ROWS):
             p = I(p0 + ty + i * BLOCK_Y)
@@ -386,7 +392,7 @@ def conv2d_depthwise_kernel(dtype, pad_mode, act, window=None, dense=True):
                 yrow = (int64(n) * y.shape[1] + k) * I(P * Q) + I(p * Q + q)
             for j in range(PIX_X):
                 if (p < P) & (q + j * BLOCK_X < Q):
-                    v = activate(acc[i, j] + bias, alpha)
+                    v = narrow(activate(acc[i, j] + bias, alpha))
                     if dense:
                         store(y, yrow, j * BLOCK_X, v)
                     else:
@@ -419,15 +425,16 @@ def launch_conv2d_depthwise(g, dtype, pad_mode, has_bias, act, alpha):
     dense_ok = fits_int32(g.H * g.W, (g.P + DW_TILE_P) * g.Q + TILE_Q)
     dense = conv2d_depthwise_kernel(dtype, pad_mode, act, window, True) if dense_ok else None
     general = conv2d_depthwise_kernel(dtype, pad_mode, act, window, False)
+    arith = storage(dtype)[0]                  # 16-bit kinds: staged and computed in float32
     IH, IW = _tile_extent(g, DW_TILE_P)
-    shmem = (IH * IW + g.R * g.S) * np.dtype(dtype).itemsize
+    shmem = (IH * IW + g.R * g.S) * arith.itemsize
     q_tiles = -(-g.Q // TILE_Q)
-    if not depthwise_runs(g, np.dtype(dtype).itemsize):
+    if not depthwise_runs(g, arith.itemsize):
         raise ValueError("the depthwise kernel cannot run this shape (groups == C, N <= 65535, tile in 48 KiB)")
     tiles = -(-g.P // DW_TILE_P) * q_tiles
     mags = magic_numbers(q_tiles) + magic_numbers(g.K // g.groups)
     scalars = (g.stride[0], g.stride[1], g.dilation[0], g.dilation[1], g.pads[0], g.pads[2], g.groups,
-               has_bias, np.dtype(dtype).type(alpha), q_tiles, mags)
+               has_bias, arith.type(alpha), q_tiles, mags)
     plan = [((tiles, kc, g.N), k0) for k0, kc in grid_chunks(g.K)]
 
     def launch(x, w, b, y, stream):

@@ -8,7 +8,9 @@ them here instead, as one read and one write of the output after the product.
 Each kernel is compiled per activation (the code of one activation only), in two variants chosen per
 call: dense (every array C-contiguous: the arrays are walked flat, PER_THREAD elements per thread,
 each a constant offset from the thread's first) and general (any strides: a plane grid, see
-gpuconv.kernels._common, one element per thread).
+gpuconv.kernels._common, one element per thread). The activation passes also take 16-bit data in place
+of a dtype, a kind "f16" / "bf16" (gpuconv.kernels._half): every array is then uint16 bits, each element
+widened to float32 as it is read and the result rounded once as it is written.
 """
 
 import functools
@@ -19,6 +21,7 @@ from numba import cuda, int32, int64, uint64
 from ._common import (activation_fn, activation_grad_fn, c_contiguous, general_coords, general_plane_launches,
                       striding_blocks)
 from ._flat import load, store
+from ._half import codec, storage
 
 THREADS = 256
 # Elements per thread of the dense variant, THREADS apart (a warp's accesses stay coalesced): the
@@ -57,8 +60,10 @@ class _ElementwiseLauncher:
 
 @functools.cache
 def activation_kernel(dtype, act, dense=True):
-    """y = act(y) in place (act an ACT_ code, compiled in). Fills y."""
-    apply = activation_fn(dtype, act)
+    """y = act(y) in place (act an ACT_ code, compiled in; dtype a NumPy dtype or a 16-bit kind). Fills y."""
+    arith, kind = storage(dtype)
+    widen, narrow = codec(kind)
+    apply = activation_fn(arith, act)
 
     @cuda.jit
     def activation(y,                                   # (N, C, P, Q)
@@ -68,23 +73,25 @@ def activation_kernel(dtype, act, dense=True):
             first, left = _dense_start(y.size)
             for k in range(PER_THREAD):
                 if k * THREADS < left:
-                    store(y, first, int64(k * THREADS), apply(load(y, first, int64(k * THREADS)), alpha))
+                    i = int64(k * THREADS)
+                    store(y, first, i, narrow(apply(widen(load(y, first, i)), alpha)))
         else:
             n, c, p, q = general_coords(mag, sft, qblocks, o0, o1, o2)
             if p < y.shape[2] and q < y.shape[3]:
                 n, c, p, q = uint64(n), uint64(c), uint64(p), uint64(q)   # unsigned: no wraparound code
-                y[n, c, p, q] = apply(y[n, c, p, q], alpha)
+                y[n, c, p, q] = narrow(apply(widen(y[n, c, p, q]), alpha))
 
     return activation
 
 
 @functools.lru_cache(maxsize=1024)
 def launch_activation(shape, dtype, act, alpha):
-    """launch(y, stream): y = act(y) in place, for y of `shape` (N, C, P, Q), any strides."""
+    """launch(y, stream): y = act(y) in place, for y of `shape` (N, C, P, Q), any strides (dtype: a NumPy
+    dtype, or a 16-bit kind for uint16 bits)."""
     # Launch plan: dense: a 1-D grid of 256-thread blocks, 4 elements per thread (256 apart); general:
     # a plane grid (see _common), one element per thread, q fastest.
     run = _ElementwiseLauncher(functools.partial(activation_kernel, dtype, act), tuple(shape))
-    scalars = (np.dtype(dtype).type(alpha),)
+    scalars = (storage(dtype)[0].type(alpha),)
 
     def launch(y, stream):
         run((y,), scalars, stream)
@@ -94,8 +101,11 @@ def launch_activation(shape, dtype, act, alpha):
 
 @functools.cache
 def activation_grad_kernel(dtype, act, dense=True):
-    """out = go · act'(z) (act compiled in; with ACT_NONE a copy of go). Fills out."""
-    grad = activation_grad_fn(dtype, act)
+    """out = go · act'(z) (act compiled in; with ACT_NONE a copy of go; dtype a NumPy dtype or a 16-bit
+    kind, for all three arrays). Fills out."""
+    arith, kind = storage(dtype)
+    widen, narrow = codec(kind)
+    grad = activation_grad_fn(arith, act)
 
     @cuda.jit
     def activation_grad(go, z, out,                     # all (N, C, P, Q)
@@ -106,21 +116,22 @@ def activation_grad_kernel(dtype, act, dense=True):
             for k in range(PER_THREAD):
                 if k * THREADS < left:
                     i = int64(k * THREADS)
-                    store(out, first, i, load(go, first, i) * grad(load(z, first, i), alpha))
+                    store(out, first, i, narrow(widen(load(go, first, i)) * grad(widen(load(z, first, i)), alpha)))
         else:
             n, c, p, q = general_coords(mag, sft, qblocks, o0, o1, o2)
             if p < out.shape[2] and q < out.shape[3]:
                 n, c, p, q = uint64(n), uint64(c), uint64(p), uint64(q)
-                out[n, c, p, q] = go[n, c, p, q] * grad(z[n, c, p, q], alpha)
+                out[n, c, p, q] = narrow(widen(go[n, c, p, q]) * grad(widen(z[n, c, p, q]), alpha))
 
     return activation_grad
 
 
 def launch_activation_grad(shape, dtype, act, alpha):
-    """launch(go, z, out, stream): out = go · act'(z). With act NONE it is a strided -> dense copy."""
+    """launch(go, z, out, stream): out = go · act'(z). With act NONE it is a strided -> dense copy (dtype:
+    a NumPy dtype, or a 16-bit kind for uint16 bits)."""
     # Launch plan: as the activation pass.
     run = _ElementwiseLauncher(functools.partial(activation_grad_kernel, dtype, act), tuple(shape))
-    scalars = (np.dtype(dtype).type(alpha),)
+    scalars = (storage(dtype)[0].type(alpha),)
 
     def launch(go, z, out, stream):
         run((go, z, out), scalars, stream)

@@ -135,6 +135,13 @@ def test_errors_before_any_allocation(rng, monkeypatch):
         gpuconv.gpu_conv2d(x, w, out=np.zeros((1, 2, 3, 3), np.float16))
     with pytest.raises(TypeError, match="out must have dtype float16"):
         gpuconv.gpu_conv2d(x, w, out=np.zeros((1, 2, 4, 4), np.float32))
+    wd = w[:1].reshape(4, 1, 3, 3)[:, :, :2]                    # depthwise: the 16-bit kernel's route
+    with pytest.raises(ValueError, match=r"out must have shape \(1, 4, 5, 4\)"):
+        gpuconv.gpu_conv2d(x, wd, groups=4, algo="direct", out=np.zeros((1, 4, 4, 4), np.float16))
+    with pytest.raises(TypeError, match="out must have dtype float16"):
+        gpuconv.gpu_conv2d(x, wd, groups=4, out=np.zeros((1, 4, 5, 4), np.float32))
+    with pytest.raises(ValueError, match="_kernel='depthwise' cannot run"):
+        gpuconv.gpu_conv2d(x, w, _kernel="depthwise")
     with pytest.raises(ValueError, match="grad_out must have the forward's output shape"):
         gpuconv.gpu_conv2d_backward(x, x, w)
     with pytest.raises(TypeError, match="indices must be int64"):
@@ -223,16 +230,128 @@ def test_conv2d_im2col_tensor_cores(rng, native, name, kwargs):
             ref.activation(z, act))
 
 
-def test_auto_widens_depthwise(rng, monkeypatch):
-    """"auto" leaves layers whose per-group GEMM is thinner than an mma tile (depthwise) to the float32
-    kernels: the tensor-core plan is never built."""
-    from gpuconv import im2col
+# ----------------------------------------------------------------------------- 16-bit depthwise, activation passes
+# The depthwise kernel and the activation passes read and write the 16-bit data themselves (float32
+# inside, each result rounded once); `native` makes any fallback to the widening route fail. Two
+# output channels of a one-tile image per call (the simulator runs the kernel's 128 threads in Python).
 
-    monkeypatch.setattr(im2col, "plan", lambda *a, **k: (_ for _ in ()).throw(AssertionError("im2col planned")))
-    x, x64 = rounded(rng, (1, 4, 5, 5), np.float16)
-    w, w64 = rounded(rng, (4, 1, 3, 3), np.float16)
-    y = gpuconv.gpu_conv2d(x, w, padding=1, groups=4)
-    assert y.dtype == np.float16 and rel_err(f64(y), ref.conv2d(x64, w64, padding=1, groups=4)) <= bound("float16", 9)
+DEPTHWISE = [   # (dtype, x shape, weight shape, keyword arguments)
+    ("float16", (1, 2, 6, 7), (2, 1, 3, 3), dict(padding=1, activation="relu")),          # "auto" picks it
+    ("bfloat16", (1, 2, 7, 6), (2, 1, 3, 3), dict(padding=1, stride=2, padding_mode="reflect",
+                                                   activation="silu", algo="direct")),
+    ("float16", (1, 2, 7, 7), (2, 1, 3, 2), dict(padding=(2, 1), dilation=2, padding_mode="replicate",
+                                                  activation=("gelu", "tanh"), algo="direct")),
+    ("bfloat16", (1, 1, 5, 6), (2, 1, 3, 3), dict(padding=1, padding_mode="circular", activation="tanh",
+                                                   groups=1, algo="direct")),                  # multiplier 2
+    ("float16", (1, 2, 9, 9), (2, 1, 9, 9), dict(padding=4, activation=("elu", 0.5))),    # a window not compiled in
+]
+
+
+@pytest.mark.parametrize("name, x_shape, w_shape, kwargs", DEPTHWISE,
+                         ids=[f"{c[0]}-{c[3].get('padding_mode', 'zeros')}-{c[2][2]}x{c[2][3]}" for c in DEPTHWISE])
+def test_depthwise_16bit(rng, native, name, x_shape, w_shape, kwargs):
+    """Every padding mode, strides, dilation, a channel multiplier, fused activations, compiled and
+    runtime windows; host arrays in and out. One rounding of a float32 result: within bound(R·S + 1)."""
+    dt = DTYPES[name]
+    kwargs = dict(kwargs, groups=kwargs.get("groups", x_shape[1]))
+    x, x64 = rounded(rng, x_shape, dt)
+    w, w64 = rounded(rng, w_shape, dt)
+    b, b64 = rounded(rng, w_shape[:1], dt)
+    y = gpuconv.gpu_conv2d(x, w, b, **kwargs)
+    act = kwargs.pop("activation")
+    kwargs.pop("algo", None)
+    want = ref.activation(ref.conv2d(x64, w64, b64, **kwargs), act)
+    assert y.dtype == dt and y.shape == want.shape
+    assert rel_err(f64(y), want) <= bound(name, w_shape[2] * w_shape[3] + 1)
+
+
+def test_depthwise_16bit_device(rng, native, host_copies):
+    """Device arrays used in place (no host copy): a strided x (the kernel's general variant), out= a
+    strided device array, unbatched."""
+    x, x64 = rounded(rng, (2, 5, 8), np.float16)
+    w, w64 = rounded(rng, (2, 1, 3, 3), np.float16)
+    wide = np.zeros((2, 5, 16), np.float16)
+    wide[:, :, ::2] = x                                    # x[c, h, w] at column 2·w: not C-contiguous
+    dx = cuda.to_device(wide)[:, :, ::2]
+    dout = cuda.to_device(np.full((2, 2, 3, 8), np.nan, np.float16))[:, 0]
+    dw = cuda.to_device(w)
+    gpuconv.gpu_conv2d(dx, dw, groups=2, padding=(0, 1), algo="direct")     # warm-up: placeholders made on first use
+    with host_copies() as count:
+        y = gpuconv.gpu_conv2d(dx, dw, groups=2, padding=(0, 1), algo="direct", out=dout)
+    assert not count, dict(count)
+    assert y is dout
+    want = ref.conv2d(x64[None], w64, groups=2, padding=(0, 1))[0]
+    assert rel_err(f64(y.copy_to_host()), want) <= bound("float16", 9)
+
+
+def test_depthwise_16bit_host_out(rng, native):
+    """A host out= gets the result in place."""
+    x, x64 = rounded(rng, (1, 2, 5, 5), ml_dtypes.bfloat16)
+    w, w64 = rounded(rng, (2, 1, 3, 3), ml_dtypes.bfloat16)
+    out = np.full((1, 2, 3, 3), np.nan, ml_dtypes.bfloat16)
+    assert gpuconv.gpu_conv2d(x, w, groups=2, out=out) is out
+    assert rel_err(f64(out), ref.conv2d(x64, w64, groups=2)) <= bound("bfloat16", 9)
+
+
+def test_im2col_late_activation_into_strided_out(rng, native):
+    """im2col on the tensor cores into a device out= whose pixels do not merge: the product goes to a
+    dense temporary, is copied into out= by the activation-gradient pass's 16-bit build, then tanh runs
+    in the activation pass's 16-bit build (general variants: out= is strided)."""
+    x, x64 = rounded(rng, (1, 2, 5, 5), np.float16)
+    w, w64 = rounded(rng, (16, 2, 3, 3), np.float16)
+    dout = cuda.to_device(np.full((1, 16, 10, 5), np.nan, np.float16))[:, :, ::2]   # every other row
+    y = gpuconv.gpu_conv2d(cuda.to_device(x), cuda.to_device(w), padding=1, activation="tanh", out=dout)
+    assert y is dout
+    want = ref.activation(ref.conv2d(x64, w64, padding=1), "tanh")
+    assert rel_err(f64(y.copy_to_host()), want) <= 2 * bound("float16", 18)
+
+
+def test_other_direct_kernels_still_widen(rng, monkeypatch):
+    """Only the depthwise kernel has a 16-bit build: a grouped layer it does not take is widened."""
+    from gpuconv import _precision
+
+    widened = []
+    real = _precision.widen
+    monkeypatch.setattr(_precision, "widen", lambda *a, **k: widened.append(1) or real(*a, **k))
+    x, x64 = rounded(rng, (1, 4, 4, 4), np.float16)
+    w, w64 = rounded(rng, (2, 2, 3, 3), np.float16)
+    y = gpuconv.gpu_conv2d(x, w, groups=2, algo="direct")
+    assert widened and y.dtype == np.float16
+    assert rel_err(f64(y), ref.conv2d(x64, w64, groups=2)) <= bound("float16", 18)
+
+
+@pytest.mark.parametrize("name", DTYPES)
+@pytest.mark.parametrize("strided", [False, True], ids=["dense", "general"])
+def test_activation_passes_16bit(rng, name, strided):
+    """The activation pass and its gradient on 16-bit bits: act(y) and go · act'(z) in float32, rounded
+    once (within the unit roundoff of the float64 result on the same values); with no activation the
+    gradient pass copies the bits exactly."""
+    from gpuconv import _precision
+    from gpuconv.kernels import _common, epilogue
+
+    dt = DTYPES[name]
+    kind = _precision.fmt(dt)
+    shape = (1, 2, 3, 5)
+    y, y64 = rounded(rng, shape, dt)
+    go, go64 = rounded(rng, shape, dt)
+
+    def dev(a):
+        """uint16 device bits of a (a strided view for the general variant)."""
+        if not strided:
+            return cuda.to_device(a.view(np.uint16))
+        wide = np.zeros(shape[:3] + (2 * shape[3],), np.uint16)
+        wide[..., ::2] = a.view(np.uint16)
+        return cuda.to_device(wide)[..., ::2]
+
+    d = dev(y)
+    epilogue.launch_activation(shape, kind, _common.ACT_ELU, 0.7)(d, 0)
+    assert rel_err(f64(d.copy_to_host().view(dt)), ref.activation(y64, ("elu", 0.7))) <= bound(name, 4)
+    out = dev(np.full(shape, np.nan, dt))
+    epilogue.launch_activation_grad(shape, kind, _common.ACT_SIGMOID, 0.0)(dev(go), dev(y), out, 0)
+    want = go64 * ref.activation_grad(y64, "sigmoid")
+    assert rel_err(f64(out.copy_to_host().view(dt)), want) <= bound(name, 8)
+    epilogue.launch_activation_grad(shape, kind, _common.ACT_NONE, 0.0)(dev(go), dev(go), out, 0)
+    assert np.array_equal(out.copy_to_host(), go.view(np.uint16))
 
 
 def test_tf32(rng):

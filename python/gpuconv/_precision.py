@@ -4,8 +4,9 @@
 carried beside them ("f16" / "bf16", kernels/_half.py): Numba has no bfloat16, and PyTorch exports no
 CUDA array interface for it, so a bfloat16 tensor travels as an int16 view of the same memory.
 
-The tensor-core paths (gpu_matmul, gpu_linear, gpu_conv2d's im2col) and the pooling ops (forward and
-backward) read the 16-bit data natively (`operand`, `output`, `result`). Every other op runs `widened`: its 16-bit inputs are widened into float32 device temporaries
+The tensor-core paths (gpu_matmul, gpu_linear, gpu_conv2d's im2col), the pooling ops (forward and
+backward), the depthwise kernel and the activation passes read the 16-bit data natively (`operand`,
+`output`, `result`, `kernel_dtype`). Every other op runs `widened`: its 16-bit inputs are widened into float32 device temporaries
 (kernels/convert.py), the float32 op runs on them, and its floating-point results are rounded (to
 nearest even) into arrays of the caller's type and 16-bit dtype — float32 arithmetic throughout, one
 rounding per result, as PyTorch's half-precision kernels; the cost is the temporaries' memory traffic.
@@ -38,8 +39,9 @@ def fmt(dtype) -> str:
 
 
 def kernel_dtype(dtype):
-    """The element dtype a kernel factory takes for arrays of `dtype`: "f16" / "bf16" (uint16 bits,
-    float32 arithmetic; kernels/_half.py) for the 16-bit dtypes, the dtype itself otherwise."""
+    """The element dtype a kernel factory that takes 16-bit storage (kernels/_half.py `storage`) is given
+    for arrays of `dtype`: float16 / bfloat16 as their kind ("f16", "bf16": uint16 bits, float32
+    arithmetic), any other dtype as itself."""
     dtype = np.dtype(dtype)
     return fmt(dtype) if dtype in HALF_DTYPES else dtype
 

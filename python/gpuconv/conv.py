@@ -36,7 +36,7 @@ def choose_direct_kernel(g, dtype) -> str:
 
 
 def _direct_kernel_runs(kernel, g, dtype) -> bool:
-    itemsize = np.dtype(dtype).itemsize
+    itemsize = max(np.dtype(dtype).itemsize, 4)      # 16-bit data is staged in float32
     if kernel == "depthwise":
         return direct.depthwise_runs(g, itemsize)
     if kernel == "tiled":
@@ -47,7 +47,12 @@ def _direct_kernel_runs(kernel, g, dtype) -> bool:
 @functools.lru_cache(maxsize=1024)
 def _launcher(g, dtype, kernel, has_bias, act, alpha):
     """A configured launch closure, built once per (shape, options): calls do no planning.
-    kernel None lets dispatch choose (once, here)."""
+    kernel None lets dispatch choose (once, here). A 16-bit dtype runs the depthwise kernel on the
+    arrays' uint16 bits (the only direct kernel with a 16-bit build; see _native_half)."""
+    if np.dtype(dtype) in _precision.HALF_DTYPES:
+        if kernel not in (None, "depthwise"):
+            raise ValueError(f"the {kernel} kernel has no 16-bit build (float16 / bfloat16 are widened for it)")
+        kernel, dtype = "depthwise", _precision.fmt(dtype)
     kernel = kernel or choose_direct_kernel(g, dtype)
     return _DIRECT_KERNELS[kernel](g, dtype, _common.PAD_CODES[g.padding_mode], has_bias,
                                    _common.ACT_CODES[act], alpha)
@@ -83,17 +88,19 @@ def gpu_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
         (None: gpuconv.allow_tf32(), off by default).
 
     float32, float64, float16 and bfloat16; x, weight and bias share one dtype and one side. float16
-    and bfloat16 run "im2col" ("auto" means it where tensor_cores_pay) on the tensor cores: the columns are unfolded from the
-    16-bit data, multiplied with float32 accumulation, bias and activation applied in float32 and the
-    result rounded to the input's dtype; their other algorithms run the float32 kernels on float32
-    copies of the operands (gpuconv._precision), rounding the result once. NumPy in -> NumPy out;
+    and bfloat16 run "im2col" ("auto" means it where tensor_cores_pay) on the tensor cores: the columns
+    are unfolded from the 16-bit data, multiplied with float32 accumulation, bias and activation applied
+    in float32 and the result rounded to the input's dtype. Where "direct" (or "auto", on a layer the
+    tensor cores do not pay for) picks the depthwise kernel, its 16-bit build reads and writes the 16-bit
+    data itself, likewise in float32 inside. Their other algorithms and direct kernels run the float32
+    kernels on float32 copies of the operands (gpuconv._precision), rounding the result once. NumPy in -> NumPy out;
     device arrays (CuPy, PyTorch CUDA, Numba, CUDA array interface, DLPack) are used in place and the
     result has the input's type. x may be unbatched, (C, H, W) -> (K, P, Q), and N may be 0 (an empty
     result, nothing launched). A device out= must not overlap x, weight or bias. Raises
     ValueError/TypeError before anything is allocated or launched.
     """
     half = _precision.any_half(x, weight, bias)
-    if half and (algo not in ("auto", "im2col") or _kernel is not None):
+    if half and algo not in ("auto", "im2col", "direct"):
         return _precision.widened(
             lambda x, w, b, s, o: gpu_conv2d(x, w, b, stride, padding, dilation, groups, padding_mode=padding_mode,
                                              activation=activation, algo=algo, out=o, stream=s, _kernel=_kernel),
@@ -129,11 +136,12 @@ def gpu_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     tc = _precision.tc_kind(dtype, allow_tf32)
     requested = algo
     if half:
-        algo = "im2col"
-        if requested == "auto" and not tensor_cores_pay(g):    # depthwise-like: widened, any algorithm
+        algo = _native_half(g, algo, _kernel)
+        if algo is None:                # no 16-bit kernel for this layer and algorithm: widened, checks done
             return _precision.widened(
-                lambda x, w, b, s, o: gpu_conv2d(x, w, b, stride, padding, dilation, groups,
-                                                 padding_mode=padding_mode, activation=activation, out=o, stream=s),
+                lambda x, w, b, s, o: gpu_conv2d(x, w, b, stride, padding, dilation, groups, padding_mode=padding_mode,
+                                                 activation=activation, algo=requested, out=o, stream=s,
+                                                 _kernel=_kernel),
                 [("x", x), ("weight", weight), ("bias", bias)], out, stream)
     if g.N == 0:                # an empty batch: the algorithm must still accept the layer; nothing runs
         if algo != "auto":
@@ -174,6 +182,19 @@ def gpu_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
                      limit, tc)
     plan.run(dx, dw, db, dy, kind, x, s)
     return _precision.result(res, dy, dtype, kind, out, s)
+
+
+@functools.lru_cache(maxsize=1024)
+def _native_half(g, algo, kernel):
+    """The algorithm a 16-bit call runs on its 16-bit data ("im2col" on the tensor cores, "direct": the
+    depthwise kernel's 16-bit build), or None to widen: "im2col" as asked, "auto" where tensor_cores_pay,
+    else "auto" and "direct" where dispatch (in float32, whose staging the 16-bit build shares) picks
+    the depthwise kernel or `kernel` forces it."""
+    if algo == "im2col" or (algo == "auto" and tensor_cores_pay(g)):
+        return "im2col"
+    if (kernel or choose_direct_kernel(g, np.float32)) == "depthwise":
+        return "direct"
+    return None
 
 
 def tensor_cores_pay(g) -> bool:

@@ -8,7 +8,7 @@ import functools
 
 import numpy as np
 
-from gpuconv.kernels import _common, convert, epilogue
+from gpuconv.kernels import _common, epilogue
 from gpuconv.kernels import gemm as kgemm
 from gpuconv.kernels import gemm_tc as kgemm_tc
 
@@ -38,12 +38,7 @@ def _launcher(dtype, tc, store, M, N, K, batch, a_k_contig, b_n_contig, bias_mod
 def late_activation(shape, dtype, act, alpha):
     """launch(y4, stream): the activation the GEMM's epilogue does not fuse, in place on the 4-D result
     (16-bit results: as bits, computed in float32 and rounded once)."""
-    dtype = np.dtype(dtype)
-    if dtype in _precision.HALF_DTYPES:
-        f = _precision.fmt(dtype)
-        launch = convert.launch_convert(shape, f, f, act, alpha)
-        return lambda y4, stream: launch(y4, y4, stream)
-    return epilogue.launch_activation(shape, dtype, act, alpha)
+    return epilogue.launch_activation(shape, _precision.kernel_dtype(dtype), act, alpha)
 
 
 def gpu_matmul(a, b, *, out=None, stream=None, allow_tf32=None):

@@ -18,7 +18,7 @@ import functools
 
 import numpy as np
 
-from gpuconv.kernels import _common, convert, epilogue
+from gpuconv.kernels import _common, epilogue
 from gpuconv.kernels import gemm as kgemm
 from gpuconv.kernels import gemm_tc as kgemm_tc
 from gpuconv.kernels import im2col as kim2col
@@ -77,10 +77,7 @@ def weight_strides(w_shape, w_strides, g):
 def _copy(shape, dtype):
     """copy(src, dst, stream): a strided -> strided device copy (the activation-gradient pass with none;
     16-bit data: bits through float32 and back, which is exact)."""
-    if np.dtype(dtype) in _precision.HALF_DTYPES:
-        f = _precision.fmt(dtype)
-        return convert.launch_convert(shape, f, f)
-    launch = epilogue.launch_activation_grad(shape, dtype, _common.ACT_NONE, 0.0)
+    launch = epilogue.launch_activation_grad(shape, _precision.kernel_dtype(dtype), _common.ACT_NONE, 0.0)
     return lambda src, dst, stream: launch(src, src, dst, stream)
 
 
@@ -118,14 +115,7 @@ class Im2colPlan:
         self.act = act if fused else _common.ACT_NONE
         self.alpha = alpha
         late = None if fused or act == _common.ACT_NONE else act
-        if late is None:
-            self.late = None
-        elif self.dtype in _precision.HALF_DTYPES:
-            f = _precision.fmt(dtype)
-            launch = convert.launch_convert(g.out_shape, f, f, late, alpha)
-            self.late = lambda y, stream: launch(y, y, stream)
-        else:
-            self.late = epilogue.launch_activation(g.out_shape, dtype, late, alpha)
+        self.late = None if late is None else epilogue.launch_activation(g.out_shape, _precision.kernel_dtype(dtype), late, alpha)
         self._gemms = {}
 
     def _gemm(self, nb, npix):

@@ -22,6 +22,8 @@ dtype's size; DRAM traffic counts each unique input byte once and every output b
   uint16 build moves float16 / bfloat16 columns as bits;
 - depthwise 3×3 (16, 256, 56, 56): a block's 16×32 outputs read ~16×32 fresh inputs (the halo comes
   from L2) and write 16×32, over 128 threads: 8b per thread;
+- the depthwise kernel and the activation passes are also measured in float16 and bfloat16: their
+  16-bit builds (uint16 loads and stores, float32 arithmetic), b = 2;
 - Winograd F(m×m, 3×3) transforms, per thread: filter reads 9, writes a² (a = m + 2); input reads
   m² fresh and writes a²; output reads a² and writes m² — F(4×4): 45b, 52b, 52b; F(2×2): 25b, 20b, 20b.
   Their fix-up pass (non-finite tiles only) is measured as a compute kernel, on its direct recomputation.
@@ -77,14 +79,36 @@ def _numba_t(dtype):
     return numba_type(dtype)
 
 
+_HALF_KINDS = {"float16": "f16", "bfloat16": "bf16"}
+ALL_FLOATS = ("float32", "float64", "float16", "bfloat16")     # the builds of kernels with a 16-bit build
+
+
+def _stored(dtype):
+    """(element type of the arrays, type of the float scalars) of a build: 16-bit data as uint16 bits
+    with float32 arithmetic (kernels/_half.py), else the dtype's own type for both."""
+    from numba import types
+
+    if np.dtype(dtype).name in _HALF_KINDS:
+        return types.uint16, types.float32
+    t = _numba_t(dtype)
+    return t, t
+
+
+def _half_aware(factory):
+    """A factory that builds float16 / bfloat16 as the kernel's 16-bit storage kind ("f16", "bf16")."""
+    def build(dtype):
+        return factory(_HALF_KINDS.get(np.dtype(dtype).name, dtype))
+    return build
+
+
 def _conv_args(kind, layout="C"):
     """Args of the direct kernels as their launchers pass them (C-contiguous arrays, the common case)."""
     def args(dtype):
         from numba import types
 
-        t = _numba_t(dtype)
-        a4 = types.Array(t, 4, layout)
-        head = (a4, a4, types.Array(t, 1, "C"), a4) + (types.int64,) * 7 + (types.boolean, t)
+        e, t = _stored(dtype)
+        a4 = types.Array(e, 4, layout)
+        head = (a4, a4, types.Array(e, 1, "C"), a4) + (types.int64,) * 7 + (types.boolean, t)
         if kind == "general":
             return head + (types.UniTuple(types.uint32, 2),) + _plane_tail()
         if kind == "tiled":
@@ -100,29 +124,11 @@ def _plane_tail():
     return (types.uint32, types.uint32) + (types.int64,) * 4
 
 
-_HALF_KINDS = {"float16": "f16", "bfloat16": "bf16"}
-
-
-def _stored_t(dtype):
-    """The element type a kernel's arrays have for dtype: float16 / bfloat16 as uint16 bits."""
-    from numba import types
-
-    return types.uint16 if np.dtype(dtype).name in _HALF_KINDS else _numba_t(dtype)
-
-
-def _half_aware(factory):
-    """A factory taking the kernels' 16-bit element kinds ("f16", "bf16"), called with a dtype."""
-    def build(dtype):
-        name = np.dtype(dtype).name
-        return factory(_HALF_KINDS.get(name, np.dtype(dtype)))
-    return build
-
-
 def _pool_args(kind, layout="C"):
     def args(dtype):
         from numba import types
 
-        a4 = types.Array(_stored_t(dtype), 4, layout)
+        a4 = types.Array(_stored(dtype)[0], 4, layout)
         i4 = types.Array(types.int64, 4, layout)
         if kind == "max":
             return (a4, a4, i4) + (types.int64,) * 8 + (types.boolean,) + _plane_tail()
@@ -191,8 +197,8 @@ def _elementwise_args(arrays, layout="C"):
     def args(dtype):
         from numba import types
 
-        t = _numba_t(dtype)
-        return (types.Array(t, 4, layout),) * arrays + (t,) + _plane_tail()
+        e, t = _stored(dtype)
+        return (types.Array(e, 4, layout),) * arrays + (t,) + _plane_tail()
     return args
 
 
@@ -253,13 +259,13 @@ def _tc_factory(name, store="matrix", **options):
 
 
 def _convert_args(src, dst, layout="C"):
-    """(x, y, alpha, plane tail) of kernels/convert.py: 4-D views, float32 or 16-bit bits."""
+    """(x, y, plane tail) of kernels/convert.py: 4-D views, float32 or 16-bit bits."""
     def args(dtype):
         from numba import types
 
         def el(side):
             return types.float32 if side == "f32" else types.uint16
-        return (types.Array(el(src), 4, layout), types.Array(el(dst), 4, layout), types.float32) + _plane_tail()
+        return (types.Array(el(src), 4, layout), types.Array(el(dst), 4, layout)) + _plane_tail()
     return args
 
 
@@ -277,8 +283,7 @@ def kernel_specs() -> list[KernelSpec]:
     from gpuconv.kernels._common import ACT_ELU, ACT_LEAKY_RELU, ACT_NONE, ACT_RELU, ACT_SIGMOID, PAD_REFLECT, PAD_ZEROS
 
     P = functools.partial
-    H = _half_aware                         # pooling: float16 / bfloat16 builds read uint16 bits
-    POOL = ("float32", "float64", "float16", "bfloat16")
+    H = _half_aware                         # float16 / bfloat16 builds read uint16 bits
     gemm_threads = gemm.THREADS
     bk = 8                                  # the GEMM's K depth per step (both dtypes)
     specs = [
@@ -286,32 +291,35 @@ def kernel_specs() -> list[KernelSpec]:
                    _conv_args("general"), True, 0, 256, "compute", "fma_inner"),
         KernelSpec("conv2d_tiled", P(direct.conv2d_tiled_kernel, pad_mode=PAD_ZEROS, act=ACT_RELU),
                    _conv_args("tiled"), True, direct.SMEM_BUDGET_BYTES, direct.NTHREADS, "compute", "fma_inner"),
-        KernelSpec("conv2d_depthwise", P(direct.conv2d_depthwise_kernel, pad_mode=PAD_ZEROS, act=ACT_RELU,
-                                         window=(3, 3, 1, 1, 1, 1)),
+        # float16 / bfloat16: the 16-bit build (uint16 loads and stores, float32 staging and arithmetic)
+        KernelSpec("conv2d_depthwise", _half_aware(P(direct.conv2d_depthwise_kernel, pad_mode=PAD_ZEROS, act=ACT_RELU,
+                                                     window=(3, 3, 1, 1, 1, 1))),
                    _conv_args("depthwise"), True, 48 * 1024, direct.NTHREADS, "memory", "kernel", 1,
-                   2 * direct.DW_ROWS * direct.PIX_X),
-        KernelSpec("conv2d_depthwise_general", P(direct.conv2d_depthwise_kernel, pad_mode=PAD_ZEROS, act=ACT_RELU,
-                                                 window=(3, 3, 1, 1, 1, 1), dense=False),
+                   2 * direct.DW_ROWS * direct.PIX_X, dtypes=ALL_FLOATS),
+        KernelSpec("conv2d_depthwise_general",
+                   _half_aware(P(direct.conv2d_depthwise_kernel, pad_mode=PAD_ZEROS, act=ACT_RELU,
+                                 window=(3, 3, 1, 1, 1, 1), dense=False)),
                    _conv_args("depthwise", "A"), True, 48 * 1024, direct.NTHREADS, "memory", "kernel", 1,
-                   2 * direct.DW_ROWS * direct.PIX_X),
+                   2 * direct.DW_ROWS * direct.PIX_X, dtypes=ALL_FLOATS),
         # windows past MAX_UNROLLED_WINDOW: loops (staging: rows, then columns), counted 3 and 1 times
-        KernelSpec("conv2d_depthwise_large", P(direct.conv2d_depthwise_kernel, pad_mode=PAD_ZEROS, act=ACT_RELU),
+        KernelSpec("conv2d_depthwise_large",
+                   _half_aware(P(direct.conv2d_depthwise_kernel, pad_mode=PAD_ZEROS, act=ACT_RELU)),
                    _conv_args("depthwise"), True, 48 * 1024, direct.NTHREADS, "memory", "kernel", (3, 1),
-                   2 * direct.DW_ROWS * direct.PIX_X),
+                   2 * direct.DW_ROWS * direct.PIX_X, dtypes=ALL_FLOATS),
         KernelSpec("max_pool2d", H(P(pool.max_pool2d_kernel, window=(3, 3, 1, 1))), _pool_args("max"), True, 0,
-                   pool.POOL_THREADS, "memory", "kernel", 1, 5, 8, dtypes=POOL),
+                   pool.POOL_THREADS, "memory", "kernel", 1, 5, 8, dtypes=ALL_FLOATS),
         KernelSpec("avg_pool2d", H(P(pool.avg_pool2d_kernel, window=(3, 3, 1, 1))), _pool_args("avg"), True, 0,
-                   pool.POOL_THREADS, "memory", "kernel", 1, 5, dtypes=POOL),
+                   pool.POOL_THREADS, "memory", "kernel", 1, 5, dtypes=ALL_FLOATS),
         KernelSpec("max_pool2d_general", H(P(pool.max_pool2d_kernel, dense=False)), _pool_args("max", "A"), True, 0,
-                   pool.POOL_THREADS, "memory", "kernel", (3, 0), 5, 8, dtypes=POOL),
+                   pool.POOL_THREADS, "memory", "kernel", (3, 0), 5, 8, dtypes=ALL_FLOATS),
         KernelSpec("avg_pool2d_general", H(P(pool.avg_pool2d_kernel, dense=False)), _pool_args("avg", "A"), True, 0,
-                   pool.POOL_THREADS, "memory", "kernel", (3, 0), 5, dtypes=POOL),
+                   pool.POOL_THREADS, "memory", "kernel", (3, 0), 5, dtypes=ALL_FLOATS),
         KernelSpec("global_max_pool2d", H(P(pool.global_pool2d_kernel, is_max=True)), _pool_args("global"), True,
-                   0, pool.GLOBAL_THREADS, "memory", "outer", 1, 4, dtypes=POOL),
+                   0, pool.GLOBAL_THREADS, "memory", "outer", 1, 4, dtypes=ALL_FLOATS),
         KernelSpec("global_avg_pool2d", H(P(pool.global_pool2d_kernel, is_max=False)), _pool_args("global"), True,
-                   0, pool.GLOBAL_THREADS, "memory", "outer", 1, 4, dtypes=POOL),
+                   0, pool.GLOBAL_THREADS, "memory", "outer", 1, 4, dtypes=ALL_FLOATS),
         KernelSpec("global_max_pool2d_general", H(P(pool.global_pool2d_kernel, is_max=True, dense=False)),
-                   _pool_args("global", "A"), True, 0, pool.GLOBAL_THREADS, "memory", "outer", 1, 4, dtypes=POOL),
+                   _pool_args("global", "A"), True, 0, pool.GLOBAL_THREADS, "memory", "outer", 1, 4, dtypes=ALL_FLOATS),
         KernelSpec("gemm", P(gemm.gemm_kernel, store="matrix"), _gemm_args("matrix"), True, 0, gemm_threads,
                    "compute", "fma_outer", bk),
         KernelSpec("gemm_nchw_bias_leaky_acc", P(gemm.gemm_kernel, store="nchw", bias_mode=gemm.BIAS_ROW,
@@ -377,14 +385,17 @@ def kernel_specs() -> list[KernelSpec]:
         KernelSpec("fold_padding_edges", P(im2col.fold_padding_edges_kernel, mode=PAD_REFLECT),
                    _arrays_then((4, 4), 11, layout="C", plane_tail=True), True, 0, im2col.THREADS, "memory",
                    "kernel", 1, 2),
-        KernelSpec("activation", P(epilogue.activation_kernel, act=ACT_ELU), _elementwise_args(1), True, 0,
-                   epilogue.THREADS, "memory", "kernel", 1, 2 * epilogue.PER_THREAD),
-        KernelSpec("activation_grad", P(epilogue.activation_grad_kernel, act=ACT_SIGMOID), _elementwise_args(3), True,
-                   0, epilogue.THREADS, "memory", "kernel", 1, 3 * epilogue.PER_THREAD),
-        KernelSpec("activation_general", P(epilogue.activation_kernel, act=ACT_ELU, dense=False),
-                   _elementwise_args(1, "A"), True, 0, epilogue.THREADS, "memory", "kernel", 1, 2),
-        KernelSpec("activation_grad_general", P(epilogue.activation_grad_kernel, act=ACT_NONE, dense=False),
-                   _elementwise_args(3, "A"), True, 0, epilogue.THREADS, "memory", "kernel", 1, 3),
+        # float16 / bfloat16: the 16-bit builds (the GEMM path's late activation on a 16-bit result)
+        KernelSpec("activation", _half_aware(P(epilogue.activation_kernel, act=ACT_ELU)), _elementwise_args(1), True,
+                   0, epilogue.THREADS, "memory", "kernel", 1, 2 * epilogue.PER_THREAD, dtypes=ALL_FLOATS),
+        KernelSpec("activation_grad", _half_aware(P(epilogue.activation_grad_kernel, act=ACT_SIGMOID)),
+                   _elementwise_args(3), True, 0, epilogue.THREADS, "memory", "kernel", 1, 3 * epilogue.PER_THREAD,
+                   dtypes=ALL_FLOATS),
+        KernelSpec("activation_general", _half_aware(P(epilogue.activation_kernel, act=ACT_ELU, dense=False)),
+                   _elementwise_args(1, "A"), True, 0, epilogue.THREADS, "memory", "kernel", 1, 2, dtypes=ALL_FLOATS),
+        KernelSpec("activation_grad_general",
+                   _half_aware(P(epilogue.activation_grad_kernel, act=ACT_NONE, dense=False)),
+                   _elementwise_args(3, "A"), True, 0, epilogue.THREADS, "memory", "kernel", 1, 3, dtypes=ALL_FLOATS),
         KernelSpec("fill", epilogue.fill_kernel, _arrays_then((1,), 0, alpha=True), True, 0, epilogue.THREADS,
                    "memory", "outer", 1, 1),
         KernelSpec("conv2d_data_grad", backward.data_grad_kernel, _data_grad_args, True,
@@ -395,15 +406,15 @@ def kernel_specs() -> list[KernelSpec]:
                    0, backward.BIAS_THREADS, "memory", "outer", 1, 1),
         KernelSpec("max_pool2d_backward", H(P(pool.max_pool2d_backward_kernel, geometry=(3, 3, 2, 2, 1, 1))),
                    _pool_args("max_backward"), True, 0, pool.POOL_THREADS, "memory", "kernel", 1,
-                   5 * pool.CELLS_PER_THREAD, 8 * pool.CELLS_PER_THREAD, dtypes=POOL),
+                   5 * pool.CELLS_PER_THREAD, 8 * pool.CELLS_PER_THREAD, dtypes=ALL_FLOATS),
         KernelSpec("avg_pool2d_backward", H(P(pool.avg_pool2d_backward_kernel, geometry=(3, 3, 2, 2, 1, 1))),
                    _pool_args("avg_backward"), True, 0, pool.POOL_THREADS, "memory", "kernel", 1,
-                   5 * pool.CELLS_PER_THREAD, dtypes=POOL),
+                   5 * pool.CELLS_PER_THREAD, dtypes=ALL_FLOATS),
         KernelSpec("max_pool2d_backward_element", H(pool.max_pool2d_backward_kernel),
                    _pool_args("max_backward_element", "A"), True, 0, pool.POOL_THREADS, "memory", "kernel", 2,
-                   1.25, 2, dtypes=POOL),
+                   1.25, 2, dtypes=ALL_FLOATS),
         KernelSpec("avg_pool2d_backward_element", H(pool.avg_pool2d_backward_kernel),
                    _pool_args("avg_backward_element", "A"), True, 0, pool.POOL_THREADS, "memory", "kernel", 2,
-                   1.25, dtypes=POOL),
+                   1.25, dtypes=ALL_FLOATS),
     ]
     return specs
