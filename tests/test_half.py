@@ -224,37 +224,48 @@ def test_conv2d_im2col_tensor_cores(rng, native, name, kwargs):
 
 
 @pytest.fixture
-def no_cuda_core_gemm(monkeypatch):
-    """Forbid the float32 CUDA-core GEMM (kernels/gemm.py) to the gradients."""
+def no_cuda_cores(monkeypatch):
+    """Forbid the gradients' float32 CUDA-core kernels: the GEMM (kernels/gemm.py) and the data-gradient
+    gather (kernels/backward.py)."""
     from gpuconv import backward
 
-    monkeypatch.setattr(backward.kgemm, "launch_gemm",
-                        lambda *a, **k: (_ for _ in ()).throw(AssertionError("CUDA-core GEMM")))
+    def refuse(what):
+        return lambda *a, **k: (_ for _ in ()).throw(AssertionError(what))
+
+    monkeypatch.setattr(backward.kgemm, "launch_gemm", refuse("CUDA-core GEMM"))
+    monkeypatch.setattr(backward, "_data_grad", refuse("CUDA-core data gradient"))
 
 
-@pytest.mark.parametrize("name, n, mode", [("float16", 2, "zeros"), ("bfloat16", 1, "reflect")])
-def test_weight_grad_tensor_cores(rng, native, no_cuda_core_gemm, name, n, mode):
-    """The weight gradient on gemm_tc from 16-bit columns: nothing widened, no CUDA-core GEMM; the sum
-    over images (float16: two, so the GEMM's float32 accumulate) and pixels rounded once, so within
-    u + K·2^-24 of the reference (K = N·P·Q terms), and no worse than twice PyTorch's CPU error."""
+@pytest.mark.parametrize("name, n, mode, needs", [("float16", 2, "zeros", ("weight",)),
+                                                  ("bfloat16", 1, "reflect", ("input", "weight"))])
+def test_gradients_on_tensor_cores(rng, native, no_cuda_cores, name, n, mode, needs):
+    """Weight gradient on gemm_tc from 16-bit columns, input gradient as col2im of gemm_tc's float32
+    columns: nothing widened, no CUDA-core kernel. Each sum (weight: over images — float16 has two, so
+    the GEMM's float32 accumulate — and pixels; input: over the columns' products) is rounded once, so
+    within u + K·2^-24 of the reference (K = N·P·Q terms for the weight, K·R·S for the input), and no
+    worse than twice PyTorch's CPU error."""
     dt = DTYPES[name]
     x, x64 = rounded(rng, (n, 2, 4, 4), dt)
     w, w64 = rounded(rng, (16, 2, 3, 3), dt)                 # K = 16, C·R·S = 18: each fills an mma tile
     go, go64 = rounded(rng, (n, 16, 4, 4), dt)
-    gx, gw, gb = gpuconv.gpu_conv2d_backward(go, x, w, padding=1, padding_mode=mode, needs=("weight",))
-    assert gx is None and gb is None and gw.dtype == dt and gw.shape == w.shape
-    want = ref.conv2d_backward(go64, x64, w64, padding=1, padding_mode=mode)[1]
-    err = rel_err(f64(gw), want)
+    gx, gw, gb = gpuconv.gpu_conv2d_backward(go, x, w, padding=1, padding_mode=mode, needs=needs)
+    want = ref.conv2d_backward(go64, x64, w64, padding=1, padding_mode=mode)
+    assert gb is None and gw.dtype == dt and gw.shape == w.shape
+    err = rel_err(f64(gw), want[1])
     assert err <= bound(name, n * 16)
     if mode == "zeros":
         no_worse_than_torch(err, lambda torch: torch.nn.grad.conv2d_weight(_t(torch, x), w.shape, _t(torch, go),
-                                                                           padding=1), want)
+                                                                           padding=1), want[1])
+    if "input" in needs:
+        assert gx.dtype == dt and gx.shape == x.shape and rel_err(f64(gx), want[0]) <= bound(name, 16 * 9)
+    else:
+        assert gx is None
 
 
-def test_backward_tensor_cores_with_widened_rest(rng, no_cuda_core_gemm):
-    """All three gradients of unbatched float16 device arrays: the weight gradient on the tensor cores
-    (the CUDA-core GEMM is forbidden), input and bias gradients widened; each a device array in the
-    dtype, within its bound (terms per result: K·R·S = 144 for the input, P·Q = 4 for the others)."""
+def test_backward_tensor_cores_with_widened_bias(rng, no_cuda_cores):
+    """All three gradients of unbatched float16 device arrays, stride 2: input and weight gradients on the
+    tensor cores (the CUDA-core kernels are forbidden), the bias gradient widened; each a device array
+    in the dtype, within its bound (terms per result: K·R·S = 144 for the input, P·Q = 4 for the others)."""
     dt = DTYPES["float16"]
     x, x64 = rounded(rng, (2, 4, 4), dt)
     w, w64 = rounded(rng, (16, 2, 3, 3), dt)

@@ -4,7 +4,8 @@
 carried beside them ("f16" / "bf16", kernels/_half.py): Numba has no bfloat16, and PyTorch exports no
 CUDA array interface for it, so a bfloat16 tensor travels as an int16 view of the same memory.
 
-The tensor-core paths (gpu_matmul, gpu_linear, gpu_conv2d's im2col) read the 16-bit data natively.
+The tensor-core paths (gpu_matmul, gpu_linear, gpu_conv2d's im2col, gpu_conv2d_backward's weight and
+input gradients) read the 16-bit data natively.
 Every other op runs `widened`: its 16-bit inputs are widened into float32 device temporaries
 (kernels/convert.py), the float32 op runs on them, and its floating-point results are rounded (to
 nearest even) into arrays of the caller's type and 16-bit dtype — float32 arithmetic throughout, one

@@ -2,6 +2,7 @@
 
 - input gradient: kernels.backward's data-gradient gather (strides by skipping taps; no zero-stuffed
   tensor), into the input for zeros padding, else into the padded grid folded back by the mode;
+  float16 / bfloat16 on the tensor cores: float32 columns Wᵀ·go (gemm_tc) folded by col2im;
 - weight gradient: per image (chunk of pixels), go[img] @ columns[img]ᵀ on our GEMM, the images added
   with the GEMM's accumulate in a fixed order: deterministic, same bits every run. float16 / bfloat16
   on the tensor cores (gemm_tc on 16-bit columns, the sum kept in float32 and rounded once), float32 on
@@ -99,6 +100,59 @@ def _weight_plan(g, dtype, limit, tc=None):
     return WeightGradPlan(g, dtype, limit, tc)
 
 
+class DataGradPlan:
+    """gx (N, C, H, W) of the forward g on the tensor cores, in float32: per image and group, the columns
+    (C/G·R·S, P·Q) = W[group]ᵀ @ go[img, group] (gemm_tc with a float32 C: each column entry one
+    product, unrounded), then col2im's fixed-order gather sums every entry that reads an input element
+    (every padding mode), in float32; the caller rounds once. Whole images per chunk of columns."""
+
+    def __init__(self, g, dtype, images):
+        self.g, self.dtype, self.images = g, np.dtype(dtype), images
+        self.tc = _precision.fmt(dtype)
+        self.crs_g = g.C // g.groups * g.R * g.S
+        self.k_g = g.K // g.groups
+        self.col2im = kim2col.launch_col2im(g, np.float32, _common.PAD_CODES[g.padding_mode])
+        self._gemms = {}
+
+    def _gemm(self, a_k_contig, b_n_contig):
+        key = (a_k_contig, b_n_contig)
+        if key not in self._gemms:
+            self._gemms[key] = kgemm_tc.launch_gemm_tc(self.tc, "matrix", self.crs_g, self.g.P * self.g.Q, self.k_g,
+                                                       self.g.groups, a_k_contig, b_n_contig, out_f32=True)
+        return self._gemms[key]
+
+    def run(self, dgo, dw, gx, kind, like, s):
+        """go (N, K, P, Q) with mergeable pixels and weight (as bits), into float32 gx (N, C, H, W)."""
+        g = self.g
+        pq, crs = g.P * g.Q, g.C * g.R * g.S
+        ws = im2col.weight_strides(dw.shape, dw.strides, g)
+        A = _interop.strided_view(dw, (g.groups, self.crs_g, self.k_g), (ws[0], ws[2], ws[1]))     # Wᵀ per group
+        buf = im2col.column_buffer(self.images * crs * pq, np.float32, kind, like, s)
+        gp = None
+        if g.padding_mode != "zeros":               # col2im's padded-grid scratch
+            t, b, l, r = g.pads
+            gp = cuda.device_array((self.images, g.C, g.H + t + b, g.W + l + r), dtype=np.float32, stream=s)
+        sk = dgo.strides[1]
+        pix_stride = _interop.merged_strides((g.P, g.Q), dgo.strides[2:])
+        no_bias = _precision.no_bias(self.dtype)
+        for img0 in range(0, g.N, self.images):
+            nb = min(self.images, g.N - img0)
+            cols = _interop.dense_view(buf, (nb * g.groups, self.crs_g, pq))
+            for b in range(nb):
+                B = _interop.strided_view(dgo[img0 + b], (g.groups, self.k_g, pq), (self.k_g * sk, sk, pix_stride))
+                self._gemm(kgemm.contiguous_axis_is_last(A), kgemm.contiguous_axis_is_last(B))(
+                    A, B, cols[b * g.groups:(b + 1) * g.groups], no_bias, 0, 0, s)
+            self.col2im(_interop.dense_view(buf, (nb, crs, pq)), gx, gp, img0, s)
+
+
+@functools.lru_cache(maxsize=1024)
+def _data_plan(g, dtype, limit):
+    """The tensor-core input gradient's plan, or None where one image's float32 columns pass the
+    workspace limit (the widened direct kernel then runs it)."""
+    images = limit // (g.C * g.R * g.S * g.P * g.Q * 4)
+    return DataGradPlan(g, dtype, min(images, g.N)) if images else None
+
+
 @functools.lru_cache(maxsize=1024)
 def _data_grad(dtype, stride, pads_tl, dilation, groups, origin, has_bias):
     return kback.launch_data_grad(dtype, stride, pads_tl, dilation, groups, origin, has_bias)
@@ -161,11 +215,13 @@ def gpu_conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, gr
     grad_out and x may be unbatched (3-D; grad_input is then 3-D too); N = 0 gives an empty grad_input
     and zero grad_weight and grad_bias.
 
-    float16 / bfloat16: the weight gradient runs on the tensor cores (16-bit columns, float32
-    accumulation over every image and pixel, rounded once) when each group's GEMM fills an mma tile
-    (K/groups and C/groups·R·S >= 16) and no activation is fused; the other gradients (and that one
-    otherwise) run the float32 kernels on float32 copies, each result rounded once. allow_tf32: float32
-    weight gradients on TF32 tensor cores when True (None: gpuconv.allow_tf32(), off by default).
+    float16 / bfloat16: when each group's GEMM fills an mma tile (K/groups and C/groups·R·S >= 16) and
+    no activation is fused, the weight gradient runs on the tensor cores (16-bit columns, float32
+    accumulation over every image and pixel) and so does the input gradient (float32 columns Wᵀ·go
+    folded by col2im, while one image's columns fit the workspace limit); the bias gradient, and the
+    others otherwise, run the float32 kernels on float32 copies. Each result is rounded once.
+    allow_tf32: float32 weight gradients on TF32 tensor cores when True (None: gpuconv.allow_tf32(),
+    off by default).
     """
     if _precision.any_half(grad_out, x, weight, bias):
         return _half_backward(grad_out, x, weight, bias, (stride, padding, dilation, groups, padding_mode), needs,
@@ -232,7 +288,7 @@ def gpu_conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, gr
 
 def _half_backward(grad_out, x, weight, bias, conf, needs, activation, stream, allow_tf32):
     """gpu_conv2d_backward for 16-bit operands: every check first (on float32 stand-ins), then the weight
-    gradient on the tensor cores where gpu_conv2d_backward says, the rest widened."""
+    and input gradients on the tensor cores where gpu_conv2d_backward says, the rest widened."""
     named = [("grad_out", grad_out), ("x", x), ("weight", weight), ("bias", bias)]
 
     def float32_op(needs):
@@ -246,24 +302,44 @@ def _half_backward(grad_out, x, weight, bias, conf, needs, activation, stream, a
     w_shape = _args.shape_of(weight, "weight", 4)
     g = conv.geometry(x_shape if len(x_shape) == 4 else (1,) + x_shape, w_shape, *conf,
                       None if bias is None else _args.shape_of(bias, "bias", 1))
-    if "weight" not in needs or activation is not None or g.N == 0 or not conv.tensor_cores_pay(g):
+    if not needs & {"input", "weight"} or activation is not None or g.N == 0 or not conv.tensor_cores_pay(g):
         return _precision.widened(float32_op(tuple(needs)), named, None, stream, checked)
-    rest = tuple(n for n in NEEDS if n in needs and n != "weight")
-    gx, _, gb = _precision.widened(float32_op(rest), named, None, stream, checked) if rest else (None, None, None)
-
     kind = kinds["grad_out"]
     s = _interop.resolve_stream(stream, kind, grad_out)
+    limit = im2col.workspace_limit()
+    dplan = dw = None
+    if "input" in needs:
+        dw = _precision.bits_view(weight, kinds["weight"], s)        # (a device weight: a view, nothing allocated)
+        dplan = _data_plan(g, dtype, limit) if conv._weight_viewable(dw, g) else None
+    native = needs & {"weight"} | ({"input"} if dplan else set())
+    if not native:
+        return _precision.widened(float32_op(tuple(needs)), named, None, stream, checked)
+    rest = tuple(n for n in NEEDS if n in needs and n not in native)
+    gx, _, gb = _precision.widened(float32_op(rest), named, None, stream, checked) if rest else (None, None, None)
+
     dgo = _precision.as_4d(_precision.bits_view(grad_out, kind, s))
-    dx = _precision.as_4d(_precision.bits_view(x, kinds["x"], s))
-    if not _pixels_mergeable(g.out_shape, dgo):                         # a dense copy the GEMM can walk
+    if not _pixels_mergeable(g.out_shape, dgo):                         # a dense copy the GEMMs can walk
         dense = cuda.device_array(g.out_shape, dtype=_precision.BITS, stream=s)
         im2col._copy(g.out_shape, dtype)(dgo, dense, s)
         dgo = dense
-    gw32 = cuda.device_array(w_shape, dtype=np.float32, stream=s)
-    _weight_plan(g, dtype, im2col.workspace_limit(), _precision.fmt(dtype)).run(dgo, dx, gw32, kind, grad_out, s)
-    res, dgw = _precision.bits_output(None, None, w_shape, dtype, kind, grad_out, s)
-    _precision.narrow_into(gw32, dgw, dtype, s)
-    return gx, _precision.bits_result(res, dgw, dtype, kind, None, s), gb
+    if "input" in native:
+        gx32 = cuda.device_array((g.N, g.C, g.H, g.W), dtype=np.float32, stream=s)
+        dplan.run(dgo, dw, gx32, kind, grad_out, s)
+        gx = _narrowed(gx32, x_shape, dtype, kind, grad_out, s)
+    gw = None
+    if "weight" in native:
+        dx = _precision.as_4d(_precision.bits_view(x, kinds["x"], s))
+        gw32 = cuda.device_array(w_shape, dtype=np.float32, stream=s)
+        _weight_plan(g, dtype, limit, _precision.fmt(dtype)).run(dgo, dx, gw32, kind, grad_out, s)
+        gw = _narrowed(gw32, w_shape, dtype, kind, grad_out, s)
+    return gx, gw, gb
+
+
+def _narrowed(d32, shape, dtype, kind, like, s):
+    """A float32 device result rounded once into a 16-bit result of the caller's type and `shape`."""
+    res, d_bits = _precision.bits_output(None, None, shape, dtype, kind, like, s)
+    _precision.narrow_into(d32, d_bits, dtype, s)
+    return _precision.bits_result(res, d_bits, dtype, kind, None, s)
 
 
 # ----------------------------------------------------------------------------- transposed convolution
