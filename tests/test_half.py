@@ -265,12 +265,15 @@ def test_gradients_on_tensor_cores(rng, native, no_cuda_cores, name, n, mode, ne
 def test_backward_tensor_cores_with_widened_bias(rng, no_cuda_cores):
     """All three gradients of unbatched float16 device arrays, stride 2: input and weight gradients on the
     tensor cores (the CUDA-core kernels are forbidden), the bias gradient widened; each a device array
-    in the dtype, within its bound (terms per result: K·R·S = 144 for the input, P·Q = 4 for the others)."""
+    in the dtype, within its bound (terms per result: K·R·S = 144 for the input, P·Q = 4 for the others).
+    grad_out is a view whose pixels do not merge into one axis (copied densely for the GEMMs)."""
     dt = DTYPES["float16"]
     x, x64 = rounded(rng, (2, 4, 4), dt)
     w, w64 = rounded(rng, (16, 2, 3, 3), dt)
-    go, go64 = rounded(rng, (16, 2, 2), dt)
-    got = gpuconv.gpu_conv2d_backward(cuda.to_device(go), cuda.to_device(x), cuda.to_device(w), stride=2, padding=1)
+    wide, wide64 = rounded(rng, (16, 2, 4), dt)
+    go, go64 = wide[:, :, :2], wide64[:, :, :2]
+    dgo = cuda.to_device(wide)[:, :, :2]
+    got = gpuconv.gpu_conv2d_backward(dgo, cuda.to_device(x), cuda.to_device(w), stride=2, padding=1)
     want = ref.conv2d_backward(go64[None], x64[None], w64, stride=2, padding=1)
     for g, r, k in zip(got, (want[0][0], want[1], want[2]), (144, 4, 4)):
         assert hasattr(g, "copy_to_host") and g.dtype == dt
