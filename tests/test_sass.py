@@ -169,8 +169,10 @@ def test_cli_checks_one_kernel_against_the_committed_thresholds():
     if kernel_report.find_tool("ptxas") is None or kernel_report.find_tool("nvdisasm") is None:
         pytest.skip("no ptxas/nvdisasm (install the dev extra)")
     root = os.path.dirname(HERE)
+    # two kernels in two worker processes: the parallel report path, rows checked against the thresholds
     proc = subprocess.run([sys.executable, "-m", "gpuconv.cli", "kernels", "--arch", "sm_90", "--only", "activation",
-                           "--quiet", "--check", os.path.join(root, "bench", "static", "thresholds.json")],
+                           "fill", "--jobs", "2", "--quiet", "--check",
+                           os.path.join(root, "bench", "static", "thresholds.json")],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "no regressions" in proc.stdout

@@ -64,6 +64,13 @@ def _simulating() -> bool:
 
 SIMULATOR: bool = _simulating()
 
+# The simulator's block scheduler, made to wait instead of poll (gpuconv._simulator; same semantics).
+# GPUCONV_STOCK_SIMULATOR=1 keeps numba-cuda's own.
+if SIMULATOR and os.environ.get("GPUCONV_STOCK_SIMULATOR", "0") != "1":
+    from . import _simulator
+
+    _simulator.install()
+
 # Why no operation can run, or None: numba.cuda was imported first, for a device, and there is none.
 UNUSABLE: str | None = None
 if not SIMULATOR and REASON == "numba.cuda imported first" and driver_device_count() == 0:

@@ -39,6 +39,16 @@ def _parse_shape(text: str) -> tuple:
     return shape
 
 
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return n
+
+
 def _cmd_shape(args) -> int:
     from . import shapes
     from ._console import console
@@ -63,7 +73,8 @@ def _cmd_kernels(args) -> int:
             raise CommandError(f"{args.check} is not a JSON file ({e})") from None
 
     return kernel_report.main(args.arch, fail_on_spill=args.fail_on_spill, write_dir=args.write,
-                              check_path=args.check, lock_path=args.lock, quiet=args.quiet, only=args.only)
+                              check_path=args.check, lock_path=args.lock, quiet=args.quiet, only=args.only,
+                              jobs=args.jobs)
 
 
 def _cmd_bench(args) -> int:
@@ -115,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     kp.add_argument("--quiet", action="store_true", help="no table on the terminal")
     kp.add_argument("--only", nargs="+", metavar="KERNEL", default=None,
                     help="measure only these kernels (fast, while working on one)")
+    kp.add_argument("--jobs", type=_positive_int, metavar="N", default=None,
+                    help="compile in N worker processes (default: one per CPU)")
     kp.set_defaults(func=_cmd_kernels)
 
     bp = sub.add_parser("bench", help="check every case against the reference, then time it (GPU only)")

@@ -253,19 +253,39 @@ def measure(spec: KernelSpec, dtype: str, arch: str, ptxas: str, nvdisasm: str |
     return row
 
 
-def report(archs=ARCHS, dtypes=None, specs=None, only=None) -> list[Row]:
-    """Measure `specs` (default: every kernel of gpuconv.kernel_specs, or the ones named in `only`)."""
+def _measure_named(name: str, dtype: str, archs, ptxas: str, nvdisasm: str | None) -> list[Row]:
+    """measure() of the kernel_specs() entry `name` for each arch: a worker process's unit of work (specs
+    hold factories, which are looked up by name rather than pickled)."""
+    spec = next(s for s in kernel_specs() if s.name == name)
+    return [measure(spec, dtype, arch, ptxas, nvdisasm) for arch in archs]
+
+
+def default_jobs() -> int:
+    """Worker processes for the report: one per CPU this process may use (compiling is CPU-bound)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def report(archs=ARCHS, dtypes=None, specs=None, only=None, jobs=1) -> list[Row]:
+    """Measure `specs` (default: every kernel of gpuconv.kernel_specs, or the ones named in `only`), in
+    `jobs` worker processes when the specs are kernel_specs()' own (rows in the same order either way)."""
     ptxas, nvdisasm = find_tool("ptxas"), find_tool("nvdisasm")
     if ptxas is None:
         raise RuntimeError("no ptxas found: install the dev extra (pip install -e '.[dev]') or the CUDA toolkit")
+    own = specs is None
     specs = kernel_specs() if specs is None else specs
     if only:
         unknown = set(only) - {s.name for s in specs}
         if unknown:
             raise ValueError(f"unknown kernels {sorted(unknown)}; known: {', '.join(s.name for s in specs)}")
         specs = [s for s in specs if s.name in only]
-    return [measure(spec, dt, arch, ptxas, nvdisasm) for spec in specs for dt in (dtypes or spec.dtypes)
-            for arch in archs]
+    work = [(spec, dt) for spec in specs for dt in (dtypes or spec.dtypes)]
+    if not own or jobs <= 1 or len(work) < 2:
+        return [measure(spec, dt, arch, ptxas, nvdisasm) for spec, dt in work for arch in archs]
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=min(jobs, len(work))) as pool:
+        parts = pool.map(_measure_named, *zip(*[(spec.name, dt, tuple(archs), ptxas, nvdisasm) for spec, dt in work]))
+        return [row for part in parts for row in part]
 
 
 # ----------------------------------------------------------------------------- presentation
@@ -467,7 +487,7 @@ def check(rows: list[Row], thresholds: dict, partial: bool = False) -> list[str]
 
 
 def main(archs=ARCHS, fail_on_spill=False, write_dir=None, check_path=None, lock_path=None, quiet=False,
-         only=None) -> int:
+         only=None, jobs=None) -> int:
     if _runtime.SIMULATOR:
         env = dict(os.environ, NUMBA_ENABLE_CUDASIM="0", GPUCONV_SIMULATOR="0")
         cmd = [sys.executable, "-m", "gpuconv.kernel_report", "--arch", *archs]
@@ -477,13 +497,14 @@ def main(archs=ARCHS, fail_on_spill=False, write_dir=None, check_path=None, lock
         cmd += ["--lock", lock_path] if lock_path else []
         cmd += ["--quiet"] if quiet else []
         cmd += ["--only", *only] if only else []
+        cmd += ["--jobs", str(jobs)] if jobs else []
         return subprocess.run(cmd, env=env).returncode
     nvdisasm = find_tool("nvdisasm")
     if only and (write_dir or lock_path):
         print("--only measures some kernels: it cannot --write or --lock the report", file=sys.stderr)
         return 2
     try:
-        rows = report(archs, only=only)
+        rows = report(archs, only=only, jobs=jobs or default_jobs())
     except (RuntimeError, ValueError) as e:
         print(f"gpuconv kernels: {e}", file=sys.stderr)
         return 2
@@ -531,9 +552,10 @@ def _parse(argv):
     p.add_argument("--lock", default=None)
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--only", nargs="+", default=None)
+    p.add_argument("--jobs", type=int, default=None)
     return p.parse_args(argv)
 
 
 if __name__ == "__main__":
     a = _parse(sys.argv[1:])
-    sys.exit(main(a.arch, a.fail_on_spill, a.write, a.check, a.lock, a.quiet, a.only))
+    sys.exit(main(a.arch, a.fail_on_spill, a.write, a.check, a.lock, a.quiet, a.only, a.jobs))
