@@ -126,7 +126,11 @@ class DataGradPlan:
         g = self.g
         pq, crs = g.P * g.Q, g.C * g.R * g.S
         ws = im2col.weight_strides(dw.shape, dw.strides, g)
-        A = _interop.strided_view(dw, (g.groups, self.crs_g, self.k_g), (ws[0], ws[2], ws[1]))     # Wᵀ per group
+        # Wᵀ per group as a dense copy (K/G contiguous: the GEMM build reading A along M spills)
+        wt = (1, g.groups, self.crs_g, self.k_g)
+        A = cuda.device_array(wt, dtype=_precision.BITS, stream=s)
+        im2col._copy(wt, self.dtype)(_interop.strided_view(dw, wt, (0, ws[0], ws[2], ws[1])), A, s)
+        A = A[0]
         buf = im2col.column_buffer(self.images * crs * pq, np.float32, kind, like, s)
         gp = None
         if g.padding_mode != "zeros":               # col2im's padded-grid scratch
@@ -140,7 +144,7 @@ class DataGradPlan:
             cols = _interop.dense_view(buf, (nb * g.groups, self.crs_g, pq))
             for b in range(nb):
                 B = _interop.strided_view(dgo[img0 + b], (g.groups, self.k_g, pq), (self.k_g * sk, sk, pix_stride))
-                self._gemm(kgemm.contiguous_axis_is_last(A), kgemm.contiguous_axis_is_last(B))(
+                self._gemm(True, kgemm.contiguous_axis_is_last(B))(
                     A, B, cols[b * g.groups:(b + 1) * g.groups], no_bias, 0, 0, s)
             self.col2im(_interop.dense_view(buf, (nb, crs, pq)), gx, gp, img0, s)
 

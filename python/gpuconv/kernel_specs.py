@@ -336,8 +336,8 @@ def kernel_specs() -> list[KernelSpec]:
         KernelSpec("gemm_tc_wgrad_f32acc", P(_tc_factory, b_n_contig=False, accumulate=True, out_f32=True),
                    P(_tc_args, out_f32=True), True, 0, gemm_tc.THREADS, "compute", "fma_outer",
                    dtypes=("float16", "bfloat16"), link=(mma.SOURCE,)),
-        # the input gradient's: A = the weight transposed (contiguous along M), float32 columns for col2im
-        KernelSpec("gemm_tc_dgrad_f32", P(_tc_factory, a_k_contig=False, out_f32=True), P(_tc_args, out_f32=True),
+        # the input gradient's: float32 columns for col2im (A: a dense copy of the weight transposed)
+        KernelSpec("gemm_tc_dgrad_f32", P(_tc_factory, out_f32=True), P(_tc_args, out_f32=True),
                    True, 0, gemm_tc.THREADS, "compute", "fma_outer", dtypes=("float16", "bfloat16"),
                    link=(mma.SOURCE,)),
     ]
