@@ -1,6 +1,6 @@
 """Tensor-core GEMM: C[g] = epilogue(A[g] @ B[g]) on `mma.sync` (kernels/mma.py) with float32 accumulation,
 for float16 and bfloat16 operands (m16n8k16) and for float32 operands rounded to TF32 (m16n8k8, when
-the caller allows TF32). Output in the operands' dtype.
+the caller allows TF32). Output in the operands' dtype, or float32 (out_f32).
 
 A block of 256 threads (8 warps, 2 along M × 4 along N) computes a 128×128 tile of C; each warp a
 64×32 tile as 4 × 4 mma tiles of 16×8, 64 float32 accumulators per thread. Each K step stages 128 rows
@@ -59,9 +59,10 @@ def k_step(kind) -> int:
 
 @functools.cache
 def gemm_tc_kernel(kind, store, bias_mode=BIAS_NONE, act=ACT_NONE, accumulate=False, a_k_contig=True,
-                   b_n_contig=True, vec_a=True, vec_b=True):
+                   b_n_contig=True, vec_a=True, vec_b=True, out_f32=False):
     """The tensor-core GEMM for one kind ("f16", "bf16", "tf32"), store, epilogue, operand layout and
-    load width (see the module docstring)."""
+    load width (see the module docstring). out_f32: C is float32 for 16-bit operands too (read by
+    `accumulate` and written without rounding: sums over several products rounded once, by the caller)."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
     if store not in STORES:
@@ -69,6 +70,7 @@ def gemm_tc_kernel(kind, store, bias_mode=BIAS_NONE, act=ACT_NONE, accumulate=Fa
     if act not in FUSED_ACTS:
         raise ValueError(f"the GEMM epilogue fuses activation codes {FUSED_ACTS}, got {act}")
     HALF = kind != "tf32"
+    C16 = HALF and not out_f32          # C holds 16-bit bits (else float32)
     EPW = elements_per_word(kind)
     BK = KW * EPW                       # elements of K per step
     VE = 4 * EPW                        # elements per 16-byte vector
@@ -278,20 +280,26 @@ def gemm_tc_kernel(kind, store, bias_mode=BIAS_NONE, act=ACT_NONE, accumulate=Fa
                 offs[2 + h] += steps_e[3]
 
     @cuda.jit(device=True, inline=True)
-    def load_out(C, off):
+    def load_bias(bias, off):
         if HALF:
+            return to_f32(ldg(bias, off), kind)
+        return ldg(bias, off)
+
+    @cuda.jit(device=True, inline=True)
+    def load_out(C, off):
+        if C16:
             return to_f32(ldg(C, off), kind)
         return ldg(C, off)
 
     @cuda.jit(device=True, inline=True)
     def store_out(C, off, v):
-        if HALF:
+        if C16:
             stg(C, off, from_f32(v, kind))
         else:
             stg(C, off, v)
 
     @cuda.jit(**JIT_OPTIONS)
-    def gemm_tc(A, B, C, bias,              # A (ga, M, K), B (gb, K, N), C by `store`; 16-bit kinds as uint16 views
+    def gemm_tc(A, B, C, bias,              # A (ga, M, K), B (gb, K, N), C by `store`; 16-bit data as uint16 views
                 M, N, K, n_tiles, g0, img0, pix0, alpha):
         As = cuda.shared.array(SMEM_WORDS, dtype=uint32, alignment=SHARED_ALIGN)
         Bs = cuda.shared.array(SMEM_WORDS, dtype=uint32, alignment=SHARED_ALIGN)
@@ -339,7 +347,7 @@ def gemm_tc_kernel(kind, store, bias_mode=BIAS_NONE, act=ACT_NONE, accumulate=Fa
             k_loop_checked(A, B, As, Bs, acc, offs, steps_e, m0, n0, M, N, K, int64(0), (K + BK - 1) // BK, tid)
 
         # epilogue: accumulator r of mma tile (mt, nt) is row g + 8·(r // 2), column 2t + r % 2
-        isc = C.itemsize
+        isc = C.itemsize                # (A's itemsize may differ: a float32 C of 16-bit operands)
         sc_m = C.strides[1] // isc
         sc_n = C.strides[2] // isc
         if NCHW:
@@ -361,9 +369,9 @@ def gemm_tc_kernel(kind, store, bias_mode=BIAS_NONE, act=ACT_NONE, accumulate=Fa
                     if m < M and n < N:
                         v = acc[mt, nt, r]
                         if bias_mode == BIAS_ROW:
-                            v += load_out(bias, ch0 + m)
+                            v += load_bias(bias, ch0 + m)
                         elif bias_mode == BIAS_COL:
-                            v += load_out(bias, n)
+                            v += load_bias(bias, n)
                         off = c_base + m * sc_m + n * sc_n
                         if accumulate:
                             v += load_out(C, off)
@@ -373,10 +381,10 @@ def gemm_tc_kernel(kind, store, bias_mode=BIAS_NONE, act=ACT_NONE, accumulate=Fa
 
 
 def launch_gemm_tc(kind, store, M, N, K, batch, a_k_contig, b_n_contig, bias_mode=BIAS_NONE, act=ACT_NONE,
-                   alpha=0.0, accumulate=False):
+                   alpha=0.0, accumulate=False, out_f32=False):
     """A launch closure launch(A, B, C, bias, img0, pix0, stream) for fixed extents, layouts and epilogue;
-    16-bit operands, outputs and bias are passed as uint16 views. Each call picks the vector or element
-    build per operand from the call's arrays."""
+    16-bit operands, outputs and bias are passed as uint16 views (out_f32: C float32, see gemm_tc_kernel).
+    Each call picks the vector or element build per operand from the call's arrays."""
     # Launch plan: grid (m_tiles · n_tiles, 1, products per launch) of 256-thread blocks (8 warps), one 128×128
     # tile of C per block; products past 65,535 in further launches, each told its first product g0.
     from .gemm import vector_ok
@@ -397,7 +405,7 @@ def launch_gemm_tc(kind, store, M, N, K, batch, a_k_contig, b_n_contig, bias_mod
         kernel = kernels.get(key)
         if kernel is None:
             kernel = kernels[key] = gemm_tc_kernel(kind, store, bias_mode, act, accumulate, a_k_contig, b_n_contig,
-                                                   *key)
+                                                   *key, out_f32=out_f32)
         for g0, count in chunks:
             kernel[(grid_x, 1, count), THREADS, stream](A, B, C, bias, M, N, K, n_tiles, g0, img0, pix0, alpha)
 

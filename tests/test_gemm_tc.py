@@ -71,3 +71,19 @@ def test_tensor_core_gemm(rng, kind, ta, tb, shape):
     # float32 accumulation, then (16-bit kinds) one rounding of the result to the output type
     tol = {"f16": 1e-3, "bf16": 8e-3, "tf32": 1e-5}[kind]
     assert rel_err(got, a @ b) < tol
+
+
+def test_float32_output_accumulates_unrounded(rng):
+    """out_f32 with accumulate (the weight gradient's build: B contiguous along K): C = C0 + A @ B in
+    float32, C0 not representable in bfloat16 — a 16-bit store or load of C would be off by ~2^-9, far
+    past the float32 bound checked here."""
+    M, K, N = 20, 20, 24                    # an edge tile (every element checked), one K step
+    a, a_store = rounded(rng, (M, K), "bf16")
+    b, b_store = rounded(rng, (K, N), "bf16")
+    c0 = rng.standard_normal((1, M, N)).astype(np.float32)
+    c = cuda.to_device(c0)
+    bias = cuda.to_device(np.zeros(1, np.uint16))
+    launch = gemm_tc.launch_gemm_tc("bf16", "matrix", M, N, K, 1, True, False, accumulate=True, out_f32=True)
+    launch(device(a_store, False), device(b_store, True), c, bias, 0, 0, 0)
+    want = c0[0].astype(np.float64) + a @ b
+    assert rel_err(c.copy_to_host()[0], want) < 50 * 2.0 ** -24

@@ -230,6 +230,63 @@ def test_conv2d_im2col_tensor_cores(rng, native, name, kwargs):
             ref.activation(z, act))
 
 
+@pytest.fixture
+def no_cuda_cores(monkeypatch):
+    """Forbid the gradients' float32 CUDA-core kernels: the GEMM (kernels/gemm.py) and the data-gradient
+    gather (kernels/backward.py)."""
+    from gpuconv import backward
+
+    def refuse(what):
+        return lambda *a, **k: (_ for _ in ()).throw(AssertionError(what))
+
+    monkeypatch.setattr(backward.kgemm, "launch_gemm", refuse("CUDA-core GEMM"))
+    monkeypatch.setattr(backward, "_data_grad", refuse("CUDA-core data gradient"))
+
+
+@pytest.mark.parametrize("name, n, mode, needs", [("float16", 2, "zeros", ("weight",)),
+                                                  ("bfloat16", 1, "reflect", ("input", "weight"))])
+def test_gradients_on_tensor_cores(rng, native, no_cuda_cores, name, n, mode, needs):
+    """Weight gradient on gemm_tc from 16-bit columns, input gradient as col2im of gemm_tc's float32
+    columns: nothing widened, no CUDA-core kernel. Each sum (weight: over images — float16 has two, so
+    the GEMM's float32 accumulate — and pixels; input: over the columns' products) is rounded once, so
+    within u + K·2^-24 of the reference (K = N·P·Q terms for the weight, K·R·S for the input), and no
+    worse than twice PyTorch's CPU error."""
+    dt = DTYPES[name]
+    x, x64 = rounded(rng, (n, 2, 4, 4), dt)
+    w, w64 = rounded(rng, (16, 2, 3, 3), dt)                 # K = 16, C·R·S = 18: each fills an mma tile
+    go, go64 = rounded(rng, (n, 16, 4, 4), dt)
+    gx, gw, gb = gpuconv.gpu_conv2d_backward(go, x, w, padding=1, padding_mode=mode, needs=needs)
+    want = ref.conv2d_backward(go64, x64, w64, padding=1, padding_mode=mode)
+    assert gb is None and gw.dtype == dt and gw.shape == w.shape
+    err = rel_err(f64(gw), want[1])
+    assert err <= bound(name, n * 16)
+    if mode == "zeros":
+        no_worse_than_torch(err, lambda torch: torch.nn.grad.conv2d_weight(_t(torch, x), w.shape, _t(torch, go),
+                                                                           padding=1), want[1])
+    if "input" in needs:
+        assert gx.dtype == dt and gx.shape == x.shape and rel_err(f64(gx), want[0]) <= bound(name, 16 * 9)
+    else:
+        assert gx is None
+
+
+def test_backward_tensor_cores_with_widened_bias(rng, no_cuda_cores):
+    """All three gradients of unbatched float16 device arrays, stride 2: input and weight gradients on the
+    tensor cores (the CUDA-core kernels are forbidden), the bias gradient widened; each a device array
+    in the dtype, within its bound (terms per result: K·R·S = 144 for the input, P·Q = 4 for the others).
+    grad_out is a view whose pixels do not merge into one axis (copied densely for the GEMMs)."""
+    dt = DTYPES["float16"]
+    x, x64 = rounded(rng, (2, 4, 4), dt)
+    w, w64 = rounded(rng, (16, 2, 3, 3), dt)
+    wide, wide64 = rounded(rng, (16, 2, 4), dt)
+    go, go64 = wide[:, :, :2], wide64[:, :, :2]
+    dgo = cuda.to_device(wide)[:, :, :2]
+    got = gpuconv.gpu_conv2d_backward(dgo, cuda.to_device(x), cuda.to_device(w), stride=2, padding=1)
+    want = ref.conv2d_backward(go64[None], x64[None], w64, stride=2, padding=1)
+    for g, r, k in zip(got, (want[0][0], want[1], want[2]), (144, 4, 4)):
+        assert hasattr(g, "copy_to_host") and g.dtype == dt
+        assert rel_err(f64(g.copy_to_host()), r) <= bound("float16", k)
+
+
 # ----------------------------------------------------------------------------- 16-bit depthwise, activation passes
 # The depthwise kernel and the activation passes read and write the 16-bit data themselves (float32
 # inside, each result rounded once); `native` makes any fallback to the widening route fail. Two
@@ -378,6 +435,25 @@ def test_tf32(rng):
         gpuconv.set_allow_tf32(old)
     with pytest.raises(TypeError, match="allow_tf32 must be a bool"):
         gpuconv.gpu_matmul(a, b, allow_tf32="yes")
+
+
+def test_weight_grad_tf32(rng):
+    """gpu_conv2d_backward(allow_tf32=True): the float32 weight gradient on TF32 tensor cores, against
+    the reference on TF32-rounded inputs (float32 accumulation only: K·2^-24, K = P·Q = 16 terms)."""
+    def tf32(v):
+        return ((v.view(np.uint32) + 0x1000) & 0xFFFFE000).view(np.float32).astype(np.float64)
+
+    x = rng.standard_normal((1, 2, 4, 4)).astype(np.float32)
+    w = rng.standard_normal((16, 2, 3, 3)).astype(np.float32)
+    go = rng.standard_normal((1, 16, 4, 4)).astype(np.float32)
+    exact = ref.conv2d_backward(go.astype(np.float64), x.astype(np.float64), w.astype(np.float64), padding=1)[1]
+    rounded_ref = ref.conv2d_backward(tf32(go), tf32(x), w.astype(np.float64), padding=1)[1]
+    _, gw, _ = gpuconv.gpu_conv2d_backward(go, x, w, padding=1, needs=("weight",), allow_tf32=True)
+    assert gw.dtype == np.float32
+    assert rel_err(gw, rounded_ref) < 16 * 2.0 ** -24
+    assert 2.0 ** -14 < rel_err(gw, exact) < 2.0 ** -10                        # TF32's operand rounding
+    with pytest.raises(TypeError, match="allow_tf32 must be a bool"):
+        gpuconv.gpu_conv2d_backward(go, x, w, padding=1, allow_tf32="yes")
 
 
 def test_torch_modules(rng):

@@ -4,9 +4,10 @@
 carried beside them ("f16" / "bf16", kernels/_half.py): Numba has no bfloat16, and PyTorch exports no
 CUDA array interface for it, so a bfloat16 tensor travels as an int16 view of the same memory.
 
-The tensor-core paths (gpu_matmul, gpu_linear, gpu_conv2d's im2col), the pooling ops (forward and
-backward), the depthwise kernel and the activation passes read the 16-bit data natively (`operand`,
-`output`, `result`, `kernel_dtype`). Every other op runs `widened`: its 16-bit inputs are widened into float32 device temporaries
+The tensor-core paths (gpu_matmul, gpu_linear, gpu_conv2d's im2col, gpu_conv2d_backward's weight and
+input gradients), the pooling ops (forward and backward), the depthwise kernel and the activation passes
+read the 16-bit data natively (`operand`, `output`, `result`, `kernel_dtype`). Every other op runs
+`widened`: its 16-bit inputs are widened into float32 device temporaries
 (kernels/convert.py), the float32 op runs on them, and its floating-point results are rounded (to
 nearest even) into arrays of the caller's type and 16-bit dtype — float32 arithmetic throughout, one
 rounding per result, as PyTorch's half-precision kernels; the cost is the temporaries' memory traffic.
@@ -272,19 +273,14 @@ def _stand_in(shape, dtype=np.float32):
     return np.lib.stride_tricks.as_strided(np.zeros(1, dtype), tuple(shape), (0,) * len(shape))
 
 
-def widened(fn, named, out=None, stream=None):
-    """Run the float32 op fn(*arrays, stream, out) for 16-bit operands named [(name, array or None)] and
-    return its results in the operands' dtype and the caller's type (out= for the first result).
-
-    Every check comes first: the operands' dtype and side here, then everything else by fn itself,
-    called on float32 stand-ins of the same shapes (one host element each) and stopped where it would
-    resolve its stream (see _interop.PROBING). Then the operands are widened into float32 device
-    temporaries, fn runs on them, and its float32 results are rounded into the caller's arrays; None
-    results stay None and integer ones (indices) keep their dtype, as the caller's type."""
+def probe(fn, named, out=None):
+    """Every check of a widened call, nothing allocated -> (kinds, dtype, okind) for `widened`: the
+    operands' dtype and side here, then everything else by fn itself, called on float32 stand-ins of the
+    same shapes (one host element each) and stopped where it would resolve its stream (see
+    _interop.PROBING)."""
     kinds, dtype = _interop.check_operands(named, half=True)
-    first, like = named[0]
-    kind = kinds[first]
-    okind = None if out is None else _interop.check_out(out, None, dtype, kind)
+    first, _ = named[0]
+    okind = None if out is None else _interop.check_out(out, None, dtype, kinds[first])
     token = _interop.PROBING.set(True)
     try:
         fn(*[None if a is None else _stand_in(a.shape) for _, a in named], None,
@@ -293,6 +289,20 @@ def widened(fn, named, out=None, stream=None):
         pass
     finally:
         _interop.PROBING.reset(token)
+    return kinds, dtype, okind
+
+
+def widened(fn, named, out=None, stream=None, checked=None):
+    """Run the float32 op fn(*arrays, stream, out) for 16-bit operands named [(name, array or None)] and
+    return its results in the operands' dtype and the caller's type (out= for the first result).
+
+    Every check comes first (`probe`; `checked`: its result, when the caller probed already). Then the
+    operands are widened into float32 device temporaries, fn runs on them, and its float32 results are
+    rounded into the caller's arrays; None results stay None and integer ones (indices) keep their
+    dtype, as the caller's type."""
+    kinds, dtype, okind = checked or probe(fn, named, out)
+    first, like = named[0]
+    kind = kinds[first]
 
     s = _interop.resolve_stream(stream, kind, like)
     res = fn(*[None if a is None else widen(a, kinds[name], dtype, s) for name, a in named], s, None)

@@ -2,8 +2,11 @@
 
 - input gradient: kernels.backward's data-gradient gather (strides by skipping taps; no zero-stuffed
   tensor), into the input for zeros padding, else into the padded grid folded back by the mode;
+  float16 / bfloat16 on the tensor cores: float32 columns Wᵀ·go (gemm_tc) folded by col2im;
 - weight gradient: per image (chunk of pixels), go[img] @ columns[img]ᵀ on our GEMM, the images added
-  with the GEMM's accumulate in a fixed order: deterministic, same bits every run;
+  with the GEMM's accumulate in a fixed order: deterministic, same bits every run. float16 / bfloat16
+  on the tensor cores (gemm_tc on 16-bit columns, the sum kept in float32 and rounded once), float32 on
+  TF32 when allowed;
 - bias gradient: one block per channel, a fixed-order tree.
 The activation's gradient is applied first (go · act'(z), z the recomputed pre-activation).
 """
@@ -19,6 +22,7 @@ from numba import cuda
 from gpuconv.kernels import _common, epilogue
 from gpuconv.kernels import backward as kback
 from gpuconv.kernels import gemm as kgemm
+from gpuconv.kernels import gemm_tc as kgemm_tc
 from gpuconv.kernels import im2col as kim2col
 
 from . import _args, _interop, _precision, conv, im2col
@@ -42,20 +46,25 @@ def _check_needs(needs):
 
 class WeightGradPlan:
     """gw (K, C/G, R, S) = Σ over images and pixel chunks of go[img] @ cols[img]ᵀ, per group, in a fixed
-    order. `g` is the forward convolution from `inp` (N, C, H, W) to `go` (N, K, P, Q)."""
+    order. `g` is the forward convolution from `inp` (N, C, H, W) to `go` (N, K, P, Q). tc: the
+    tensor-core GEMM's kind (_precision.tc_kind) or None; with "f16" / "bf16", go and inp are uint16
+    views of their bits and gw is float32 (each product added to it in float32; the caller rounds once)."""
 
-    def __init__(self, g, dtype, limit):
-        self.g, self.dtype = g, np.dtype(dtype)
+    def __init__(self, g, dtype, limit, tc=None):
+        self.g, self.dtype, self.tc = g, np.dtype(dtype), tc
         self.itemsize = self.dtype.itemsize
         self.images, self.pixels = im2col.chunking(g, self.itemsize, limit)
         self.crs_g = g.C // g.groups * g.R * g.S
         self.k_g = g.K // g.groups
-        self.im2col = kim2col.launch_im2col(g, dtype, _common.PAD_CODES[g.padding_mode])
+        self.im2col = kim2col.launch_im2col(g, im2col._storage(dtype), _common.PAD_CODES[g.padding_mode])
         self._gemms = {}
 
     def _gemm(self, npix, a_k_contig, accumulate):
         key = (npix, a_k_contig, accumulate)
-        if key not in self._gemms:
+        if key not in self._gemms and self.tc:
+            self._gemms[key] = kgemm_tc.launch_gemm_tc(self.tc, "matrix", self.k_g, self.crs_g, npix, self.g.groups,
+                                                       a_k_contig, False, accumulate=accumulate, out_f32=True)
+        elif key not in self._gemms:
             self._gemms[key] = kgemm.launch_gemm(self.dtype, "matrix", self.k_g, self.crs_g, npix, self.g.groups,
                                                  a_k_contig, False, accumulate=accumulate)
         return self._gemms[key]
@@ -65,9 +74,10 @@ class WeightGradPlan:
         crs = g.C * g.R * g.S
         pq = g.P * g.Q
         C3 = _interop.dense_view(dgw, (g.groups, self.k_g, self.crs_g))
-        _, buf = _interop.allocate((self.images * crs * self.pixels,), self.dtype, kind, like, s)
+        buf = im2col.column_buffer(self.images * crs * self.pixels, self.dtype, kind, like, s)
         sk = dgo.strides[1]
         pix_stride = _interop.merged_strides((g.P, g.Q), dgo.strides[2:])
+        no_bias = _precision.no_bias(self.dtype)
         first = True
         for img0 in range(0, g.N, self.images):
             nb = min(self.images, g.N - img0)
@@ -81,13 +91,70 @@ class WeightGradPlan:
                 for b in range(nb):
                     A = _interop.strided_view(dgo[img0 + b], (g.groups, self.k_g, pq),
                                               (self.k_g * sk, sk, pix_stride))[:, :, pix0:pix0 + npix]
-                    self._gemm(npix, kgemm.contiguous_axis_is_last(A), not first)(A, colsT[b], C3, conv._dummy_bias(self.dtype), 0, 0, s)
+                    self._gemm(npix, kgemm.contiguous_axis_is_last(A), not first)(A, colsT[b], C3, no_bias, 0, 0, s)
                     first = False
 
 
 @functools.lru_cache(maxsize=1024)
-def _weight_plan(g, dtype, limit):
-    return WeightGradPlan(g, dtype, limit)
+def _weight_plan(g, dtype, limit, tc=None):
+    return WeightGradPlan(g, dtype, limit, tc)
+
+
+class DataGradPlan:
+    """gx (N, C, H, W) of the forward g on the tensor cores, in float32: per image and group, the columns
+    (C/G·R·S, P·Q) = W[group]ᵀ @ go[img, group] (gemm_tc with a float32 C: each column entry one
+    product, unrounded), then col2im's fixed-order gather sums every entry that reads an input element
+    (every padding mode), in float32; the caller rounds once. Whole images per chunk of columns."""
+
+    def __init__(self, g, dtype, images):
+        self.g, self.dtype, self.images = g, np.dtype(dtype), images
+        self.tc = _precision.fmt(dtype)
+        self.crs_g = g.C // g.groups * g.R * g.S
+        self.k_g = g.K // g.groups
+        self.col2im = kim2col.launch_col2im(g, np.float32, _common.PAD_CODES[g.padding_mode])
+        self._gemms = {}
+
+    def _gemm(self, a_k_contig, b_n_contig):
+        key = (a_k_contig, b_n_contig)
+        if key not in self._gemms:
+            self._gemms[key] = kgemm_tc.launch_gemm_tc(self.tc, "matrix", self.crs_g, self.g.P * self.g.Q, self.k_g,
+                                                       self.g.groups, a_k_contig, b_n_contig, out_f32=True)
+        return self._gemms[key]
+
+    def run(self, dgo, dw, gx, kind, like, s):
+        """go (N, K, P, Q) with mergeable pixels and weight (as bits), into float32 gx (N, C, H, W)."""
+        g = self.g
+        pq, crs = g.P * g.Q, g.C * g.R * g.S
+        ws = im2col.weight_strides(dw.shape, dw.strides, g)
+        # Wᵀ per group as a dense copy (K/G contiguous: the GEMM build reading A along M spills)
+        wt = (1, g.groups, self.crs_g, self.k_g)
+        A = cuda.device_array(wt, dtype=_precision.BITS, stream=s)
+        im2col._copy(wt, self.dtype)(_interop.strided_view(dw, wt, (0, ws[0], ws[2], ws[1])), A, s)
+        A = A[0]
+        buf = im2col.column_buffer(self.images * crs * pq, np.float32, kind, like, s)
+        gp = None
+        if g.padding_mode != "zeros":               # col2im's padded-grid scratch
+            t, b, l, r = g.pads
+            gp = cuda.device_array((self.images, g.C, g.H + t + b, g.W + l + r), dtype=np.float32, stream=s)
+        sk = dgo.strides[1]
+        pix_stride = _interop.merged_strides((g.P, g.Q), dgo.strides[2:])
+        no_bias = _precision.no_bias(self.dtype)
+        for img0 in range(0, g.N, self.images):
+            nb = min(self.images, g.N - img0)
+            cols = _interop.dense_view(buf, (nb * g.groups, self.crs_g, pq))
+            for b in range(nb):
+                B = _interop.strided_view(dgo[img0 + b], (g.groups, self.k_g, pq), (self.k_g * sk, sk, pix_stride))
+                self._gemm(True, kgemm.contiguous_axis_is_last(B))(
+                    A, B, cols[b * g.groups:(b + 1) * g.groups], no_bias, 0, 0, s)
+            self.col2im(_interop.dense_view(buf, (nb, crs, pq)), gx, gp, img0, s)
+
+
+@functools.lru_cache(maxsize=1024)
+def _data_plan(g, dtype, limit):
+    """The tensor-core input gradient's plan, or None where one image's float32 columns pass the
+    workspace limit (the widened direct kernel then runs it)."""
+    images = limit // (g.C * g.R * g.S * g.P * g.Q * 4)
+    return DataGradPlan(g, dtype, min(images, g.N)) if images else None
 
 
 @functools.lru_cache(maxsize=1024)
@@ -143,7 +210,7 @@ def _pixels_mergeable(shape, d):
 
 
 def gpu_conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, groups=1, padding_mode="zeros",
-                        needs=NEEDS, *, bias=None, activation=None, stream=None):
+                        needs=NEEDS, *, bias=None, activation=None, stream=None, allow_tf32=None):
     """Gradients of gpu_conv2d -> (grad_input, grad_weight, grad_bias), None for what `needs` leaves out.
 
     Arguments as gpu_conv2d's (every padding form and mode); with a fused activation pass it and the
@@ -151,16 +218,23 @@ def gpu_conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, gr
     gradients are deterministic (fixed-order reductions, no atomics). Results have the inputs' type.
     grad_out and x may be unbatched (3-D; grad_input is then 3-D too); N = 0 gives an empty grad_input
     and zero grad_weight and grad_bias.
+
+    float16 / bfloat16: when each group's GEMM fills an mma tile (K/groups and C/groups·R·S >= 16) and
+    no activation is fused, the weight gradient runs on the tensor cores (16-bit columns, float32
+    accumulation over every image and pixel) and so does the input gradient (float32 columns Wᵀ·go
+    folded by col2im, while one image's columns fit the workspace limit); the bias gradient, and the
+    others otherwise, run the float32 kernels on float32 copies. Each result is rounded once.
+    allow_tf32: float32 weight gradients on TF32 tensor cores when True (None: gpuconv.allow_tf32(),
+    off by default).
     """
     if _precision.any_half(grad_out, x, weight, bias):
-        return _precision.widened(
-            lambda go, x, w, b, s, _: gpu_conv2d_backward(go, x, w, stride, padding, dilation, groups, padding_mode, needs,
-                                                       bias=b, activation=activation, stream=s),
-            [("grad_out", grad_out), ("x", x), ("weight", weight), ("bias", bias)], None, stream)
+        return _half_backward(grad_out, x, weight, bias, (stride, padding, dilation, groups, padding_mode), needs,
+                              activation, stream, allow_tf32)
     if _interop.ndim(x) == 3:
         return _interop.call_unbatched(
             lambda go4, x4, _: gpu_conv2d_backward(go4, x4, weight, stride, padding, dilation, groups, padding_mode,
-                                                   needs, bias=bias, activation=activation, stream=stream),
+                                                   needs, bias=bias, activation=activation, stream=stream,
+                                                   allow_tf32=allow_tf32),
             [("grad_out", grad_out), ("x", x)], batched=(0,))
     kinds, dtype = _interop.check_operands([("grad_out", grad_out), ("x", x), ("weight", weight), ("bias", bias)])
     x_shape = _args.shape_of(x, "x", 4)
@@ -172,8 +246,9 @@ def gpu_conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, gr
         raise ValueError(f"grad_out must have the forward's output shape {g.out_shape}, got {go_shape}")
     needs = _check_needs(needs)
     act, alpha = _args.activation_spec(activation)
+    tc = _precision.tc_kind(dtype, allow_tf32)
     limit = im2col.workspace_limit()
-    wplan = _weight_plan(g if g.N else dataclasses.replace(g, N=1), dtype, limit) if "weight" in needs else None
+    wplan = _weight_plan(g if g.N else dataclasses.replace(g, N=1), dtype, limit, tc) if "weight" in needs else None
     kind = kinds["grad_out"]                                              # (the plan checks the workspace cap)
 
     s = _interop.resolve_stream(stream, kind, grad_out)
@@ -213,6 +288,62 @@ def gpu_conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, gr
     else:
         results.append(None)
     return tuple(results)
+
+
+def _half_backward(grad_out, x, weight, bias, conf, needs, activation, stream, allow_tf32):
+    """gpu_conv2d_backward for 16-bit operands: every check first (on float32 stand-ins), then the weight
+    and input gradients on the tensor cores where gpu_conv2d_backward says, the rest widened."""
+    named = [("grad_out", grad_out), ("x", x), ("weight", weight), ("bias", bias)]
+
+    def float32_op(needs):
+        return lambda go, x, w, b, s, _: gpu_conv2d_backward(go, x, w, *conf, needs, bias=b, activation=activation,
+                                                             stream=s, allow_tf32=allow_tf32)
+
+    checked = _precision.probe(float32_op(needs), named)
+    kinds, dtype, _ = checked
+    needs = _check_needs(needs)
+    x_shape = _args.shape_of(x, "x", _interop.ndim(x))
+    w_shape = _args.shape_of(weight, "weight", 4)
+    g = conv.geometry(x_shape if len(x_shape) == 4 else (1,) + x_shape, w_shape, *conf,
+                      None if bias is None else _args.shape_of(bias, "bias", 1))
+    if not needs & {"input", "weight"} or activation is not None or g.N == 0 or not conv.tensor_cores_pay(g):
+        return _precision.widened(float32_op(tuple(needs)), named, None, stream, checked)
+    kind = kinds["grad_out"]
+    s = _interop.resolve_stream(stream, kind, grad_out)
+    limit = im2col.workspace_limit()
+    dplan = dw = None
+    if "input" in needs:
+        dw = _precision.bits_view(weight, kinds["weight"], s)        # (a device weight: a view, nothing allocated)
+        dplan = _data_plan(g, dtype, limit) if conv._weight_viewable(dw, g) else None
+    native = needs & {"weight"} | ({"input"} if dplan else set())
+    if not native:
+        return _precision.widened(float32_op(tuple(needs)), named, None, stream, checked)
+    rest = tuple(n for n in NEEDS if n in needs and n not in native)
+    gx, _, gb = _precision.widened(float32_op(rest), named, None, stream, checked) if rest else (None, None, None)
+
+    dgo = _precision.as_4d(_precision.bits_view(grad_out, kind, s))
+    if not _pixels_mergeable(g.out_shape, dgo):                         # a dense copy the GEMMs can walk
+        dense = cuda.device_array(g.out_shape, dtype=_precision.BITS, stream=s)
+        im2col._copy(g.out_shape, dtype)(dgo, dense, s)
+        dgo = dense
+    if "input" in native:
+        gx32 = cuda.device_array((g.N, g.C, g.H, g.W), dtype=np.float32, stream=s)
+        dplan.run(dgo, dw, gx32, kind, grad_out, s)
+        gx = _narrowed(gx32, x_shape, dtype, kind, grad_out, s)
+    gw = None
+    if "weight" in native:
+        dx = _precision.as_4d(_precision.bits_view(x, kinds["x"], s))
+        gw32 = cuda.device_array(w_shape, dtype=np.float32, stream=s)
+        _weight_plan(g, dtype, limit, _precision.fmt(dtype)).run(dgo, dx, gw32, kind, grad_out, s)
+        gw = _narrowed(gw32, w_shape, dtype, kind, grad_out, s)
+    return gx, gw, gb
+
+
+def _narrowed(d32, shape, dtype, kind, like, s):
+    """A float32 device result rounded once into a 16-bit result of the caller's type and `shape`."""
+    res, d_bits = _precision.bits_output(None, None, shape, dtype, kind, like, s)
+    _precision.narrow_into(d32, d_bits, dtype, s)
+    return _precision.bits_result(res, d_bits, dtype, kind, None, s)
 
 
 # ----------------------------------------------------------------------------- transposed convolution

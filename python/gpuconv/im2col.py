@@ -98,6 +98,14 @@ def _storage(dtype):
     return _precision.BITS if np.dtype(dtype) in _precision.HALF_DTYPES else np.dtype(dtype)
 
 
+def column_buffer(n, dtype, kind, like, s):
+    """A flat device workspace of n elements for columns of `dtype`, from the caller's library (kind):
+    16-bit columns as int16 memory (every library has it) read as uint16 bits."""
+    if np.dtype(dtype) in _precision.HALF_DTYPES:
+        return _precision.retype(_interop.allocate((n,), np.dtype(np.int16), kind, like, s)[1])
+    return _interop.allocate((n,), np.dtype(dtype), kind, like, s)[1]
+
+
 class Im2colPlan:
     """Everything about one (shape, dtype, options, limit) that does not change between calls; tc: the
     tensor-core GEMM's kind ("f16", "bf16", "tf32") or None (16-bit operands, outputs and bias are
@@ -139,11 +147,7 @@ class Im2colPlan:
         g = self.g
         A = _interop.strided_view(dw, (g.groups, self.k_g, self.crs_g), weight_strides(dw.shape, dw.strides, g))
         ws_kind = "cupy" if self.cublas else kind
-        if self.dtype in _precision.HALF_DTYPES:     # the columns as bits: int16 (every library has it), read as uint16
-            buf = _precision.retype(_interop.allocate((self.images * g.C * g.R * g.S * self.pixels,), np.dtype(np.int16),
-                                                      ws_kind, like, s)[1])
-        else:
-            _, buf = _interop.allocate((self.images * g.C * g.R * g.S * self.pixels,), self.dtype, ws_kind, like, s)
+        buf = column_buffer(self.images * g.C * g.R * g.S * self.pixels, self.dtype, ws_kind, like, s)
         y3, copy_back = (None, None) if self.cublas else nchw_target(dy, g, self.dtype, s)
         for img0, nb, pix0, npix in self.chunks():
             shape = (nb, g.C * g.R * g.S, npix)

@@ -243,13 +243,15 @@ def _wino_args(kind, layout="C"):
 _TC_KINDS = {"float16": "f16", "bfloat16": "bf16", "float32": "tf32"}
 
 
-def _tc_args(name):
-    """(A, B, C, bias, M, N, K, n_tiles, g0, img0, pix0, alpha): 16-bit operands as uint16 views."""
+def _tc_args(name, out_f32=False):
+    """(A, B, C, bias, M, N, K, n_tiles, g0, img0, pix0, alpha): 16-bit operands as uint16 views; C float32
+    with out_f32."""
     from numba import types
 
     el = types.float32 if name == "float32" else types.uint16
     a3 = types.Array(el, 3, "A")
-    return (a3, a3, a3, types.Array(el, 1, "C")) + (types.int64,) * 7 + (types.float32,)
+    c3 = types.Array(types.float32, 3, "A") if out_f32 else a3
+    return (a3, a3, c3, types.Array(el, 1, "C")) + (types.int64,) * 7 + (types.float32,)
 
 
 def _tc_factory(name, store="matrix", **options):
@@ -361,6 +363,14 @@ def kernel_specs() -> list[KernelSpec]:
         # im2col's build: the NCHW store with the bias and relu fused (16-bit loads of the bias in the epilogue)
         KernelSpec("gemm_tc_nchw_bias_relu", P(_tc_factory, store="nchw", bias_mode=gemm.BIAS_ROW, act=ACT_RELU),
                    _tc_args, True, 0, gemm_tc.THREADS, "compute", "fma_outer", dtypes=("float16", "bfloat16"),
+                   link=(mma.SOURCE,)),
+        # the weight gradient's build: B (the columns) contiguous along K, float32 C summed over images
+        KernelSpec("gemm_tc_wgrad_f32acc", P(_tc_factory, b_n_contig=False, accumulate=True, out_f32=True),
+                   P(_tc_args, out_f32=True), True, 0, gemm_tc.THREADS, "compute", "fma_outer",
+                   dtypes=("float16", "bfloat16"), link=(mma.SOURCE,)),
+        # the input gradient's: float32 columns for col2im (A: a dense copy of the weight transposed)
+        KernelSpec("gemm_tc_dgrad_f32", P(_tc_factory, out_f32=True), P(_tc_args, out_f32=True),
+                   True, 0, gemm_tc.THREADS, "compute", "fma_outer", dtypes=("float16", "bfloat16"),
                    link=(mma.SOURCE,)),
     ]
     specs += [
