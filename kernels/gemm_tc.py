@@ -71,6 +71,7 @@ def gemm_tc_kernel(kind, store, bias_mode=BIAS_NONE, act=ACT_NONE, accumulate=Fa
         raise ValueError(f"the GEMM epilogue fuses activation codes {FUSED_ACTS}, got {act}")
     HALF = kind != "tf32"
     C16 = HALF and not out_f32          # C holds 16-bit bits (else float32)
+    FENCED = accumulate and out_f32
     EPW = elements_per_word(kind)
     BK = KW * EPW                       # elements of K per step
     VE = 4 * EPW                        # elements per 16-byte vector
@@ -376,6 +377,10 @@ def gemm_tc_kernel(kind, store, bias_mode=BIAS_NONE, act=ACT_NONE, accumulate=Fa
                         if accumulate:
                             v += load_out(C, off)
                         store_out(C, off, apply(v, act, alpha))
+                if FENCED:
+                    # a fence per mma tile keeps the compiler from computing the addresses and reads of C for
+                    # many tiles ahead of their stores (live 64-bit addresses: a spill on sm_80)
+                    cuda.threadfence_block()
 
     return gemm_tc
 
