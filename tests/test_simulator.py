@@ -1,5 +1,6 @@
-"""gpuconv._simulator: the simulator's waiting block scheduler keeps the stock one's rules (barriers,
-threads that return early, syncthreads_count, failures named by thread and block, aborts)."""
+"""gpuconv._simulator: the simulator's block schedulers (greenlets; OS threads that wait) keep the stock
+one's rules (barriers, threads that return early, syncthreads_count, failures named by thread and block,
+the next launch unaffected)."""
 
 import numpy as np
 import pytest
@@ -74,3 +75,23 @@ def test_a_failing_thread_is_raised_with_its_thread_and_block_and_the_next_launc
     z = np.zeros(3 * 64)
     _rotate[1, 64](np.arange(64.0).reshape(1, 64), z.reshape(3, 64)[:1], 1)
     np.testing.assert_array_equal(z[:64], np.roll(np.arange(64.0), -1))
+
+
+def test_greenlet_threads_when_greenlet_is_installed():
+    pytest.importorskip("greenlet")
+    from numba.cuda.simulator import kernelapi
+
+    assert isinstance(kernelapi.threading, _simulator._Threading)
+
+
+def test_os_thread_scheduler_keeps_the_same_rules():
+    """The threaded waiting scheduler (no greenlet, or GPUCONV_SIMULATOR_THREADS=1) passes the same tests."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, GPUCONV_SIMULATOR_THREADS="1")
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", __file__,
+                           "-k", "barriers or return or failing"], env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0 and "3 passed" in proc.stdout, proc.stdout + proc.stderr

@@ -64,8 +64,8 @@ def _simulating() -> bool:
 
 SIMULATOR: bool = _simulating()
 
-# The simulator's block scheduler, made to wait instead of poll (gpuconv._simulator; same semantics).
-# GPUCONV_STOCK_SIMULATOR=1 keeps numba-cuda's own.
+# The simulator's block scheduler: greenlets, or OS threads that wait instead of poll (gpuconv._simulator;
+# same rules). GPUCONV_STOCK_SIMULATOR=1 keeps numba-cuda's own.
 if SIMULATOR and os.environ.get("GPUCONV_STOCK_SIMULATOR", "0") != "1":
     from . import _simulator
 
