@@ -49,6 +49,8 @@ def kernel_dtype(dtype):
 
 # ----------------------------------------------------------------------------- error bounds
 
+# The precisions `gpuconv bench --precision` runs: float32, 16-bit inputs, float32 with TF32 allowed.
+PRECISIONS = ("float32", "float16", "bfloat16", "tf32")
 # The unit roundoff of each result's one rounding: float16 2^-11, bfloat16 2^-8; TF32 results are
 # float32 (its operand rounding is what the reference on TF32-rounded inputs already sees).
 UNIT_ROUNDOFF = {"float16": 2.0 ** -11, "bfloat16": 2.0 ** -8, "tf32": 0.0}
