@@ -151,7 +151,8 @@ def _precision_kwargs(precision):
 def check_conv(case, algo, seed=0, precision="float32"):
     """Relative error of gpu_conv2d(algo) in the precision on fresh random data (drawn in float32, rounded
     to the precision: `draw`): against the float64 reference on the same values, or (on a GPU, for
-    layers too large for it) against cuDNN in float64."""
+    layers too large for it) against cuDNN in float64. TF32 inputs come rounded already, so products
+    are exact whichever algorithm runs; the kernels' own cvt.rna rounding is tested in tests/test_gemm_tc.py."""
     rng = np.random.default_rng(seed)
     x, w = draw(rng, case.x_shape, precision), draw(rng, case.w_shape, precision)
     x64, w64 = x.astype(np.float64), w.astype(np.float64)
