@@ -2,6 +2,10 @@
 
 Method: each case is checked first — against the float64 reference, or against
 cuDNN in float64 where the reference would be too slow — and only a case that passed is timed.
+Precisions (PRECISIONS): float32 (below TOL), and float16, bfloat16 and TF32 (float32 with
+allow_tf32=True), whose inputs are drawn in float32 and rounded to the precision, the reference run on
+the rounded values, and the README's bound u + K·2^-24 the pass threshold (gpuconv._precision); these
+are timed against cuDNN in the same precision, channels-first and channels-last.
 Timing (bench/timing.py) uses CUDA events after a warm-up, median and p20/p80, the L2 flushed before
 each launch, and the host's wall time per call separately. Baselines: cuDNN through PyTorch (TF32
 off, cudnn.benchmark on) for convolutions, PyTorch for pooling, cuBLAS through CuPy for GEMMs, and the
@@ -22,13 +26,15 @@ import numpy as np
 
 import gpuconv
 from gpuconv import gpu_avg_pool2d, gpu_conv2d, gpu_matmul, gpu_max_pool2d
+from gpuconv import _precision, winograd
 from gpuconv import reference as ref
-from gpuconv import winograd
 from gpuconv._args import conv2d_geometry, pool2d_geometry
 
 TOL = 1e-5                      # float32, every algorithm here
 REFERENCE_FLOP_LIMIT = 2e9      # above this the float64 reference is too slow; check against cuDNN in float64
 CONV_ALGOS = ("direct", "im2col", "implicit_gemm", "winograd", "winograd_2x2", "im2col_cublas", "auto")
+PRECISIONS = _precision.PRECISIONS
+TF32_ALGOS = ("im2col", "auto")          # the algorithms allow_tf32 reaches (the others would repeat float32)
 
 
 def rel_err(out, want):
@@ -36,6 +42,55 @@ def rel_err(out, want):
     if out.shape != want.shape or not np.all(np.isfinite(out)):
         return float("inf")
     return float(np.linalg.norm(out - want) / max(np.linalg.norm(want), 1e-300))
+
+
+def draw(rng, shape, precision="float32"):
+    """Standard-normal float32 data rounded to the precision: a float32, float16 or bfloat16 NumPy array
+    (TF32: float32 holding TF32 values)."""
+    a = rng.standard_normal(shape).astype(np.float32)
+    if precision == "tf32":
+        return _precision.round_tf32(a)
+    return a.astype(_precision.BF16 if precision == "bfloat16" else np.dtype(precision))
+
+
+def check(err, against, precision="float32", k=0, exact=False, **extra):
+    """A check's record: float32 passes below TOL; another precision at or below its bound for k
+    float32-accumulated terms per output (_precision.error_bound), or at 0 where the op is exact."""
+    if precision == "float32":
+        return dict(rel_err=err, against=against, passed=err < TOL, **extra)
+    bound = 0.0 if exact else _precision.error_bound(precision, k)
+    return dict(rel_err=err, against=against, bound=bound, passed=err <= bound, **extra)
+
+
+def _torch_dtype(precision):
+    import torch
+
+    return {"float16": torch.float16, "bfloat16": torch.bfloat16}.get(precision, torch.float32)
+
+
+def _on_device(a64, precision):  # pragma: no cover - needs a CUDA device
+    """A PyTorch CUDA tensor of float64 values a64 (already representable) in the precision's dtype."""
+    import torch
+
+    return torch.from_numpy(a64).cuda().to(_torch_dtype(precision))
+
+
+class _Tf32:  # pragma: no cover - needs a CUDA device
+    """PyTorch's TF32 switches (cuDNN and matmul) set for one precision's timing, restored after."""
+
+    def __init__(self, precision):
+        self.on = precision == "tf32"
+
+    def __enter__(self):
+        import torch
+
+        self.saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = self.on
+
+    def __exit__(self, *exc):
+        import torch
+
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = self.saved
 
 
 def _git_commit():
@@ -89,64 +144,88 @@ def _torch_conv(x, w, case, g):
                                       case.groups)
 
 
-def check_conv(case, algo, seed=0):
-    """Relative error of gpu_conv2d(algo) in float32 on fresh random data: against the float64 reference,
-    or (on a GPU, for layers too large for it) against cuDNN in float64."""
+def _precision_kwargs(precision):
+    return dict(allow_tf32=True) if precision == "tf32" else {}
+
+
+def check_conv(case, algo, seed=0, precision="float32"):
+    """Relative error of gpu_conv2d(algo) in the precision on fresh random data (drawn in float32, rounded
+    to the precision: `draw`): against the float64 reference on the same values, or (on a GPU, for
+    layers too large for it) against cuDNN in float64. TF32 inputs come rounded already, so products
+    are exact whichever algorithm runs; the kernels' own cvt.rna rounding is tested in tests/test_gemm_tc.py."""
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal(case.x_shape).astype(np.float32)
-    w = rng.standard_normal(case.w_shape).astype(np.float32)
+    x, w = draw(rng, case.x_shape, precision), draw(rng, case.w_shape, precision)
+    x64, w64 = x.astype(np.float64), w.astype(np.float64)
+    kwargs = dict(_conv_kwargs(case), algo=algo, **_precision_kwargs(precision))
     g = conv2d_geometry(case.x_shape, case.w_shape, case.stride, case.padding, 1, case.groups)
     if gpuconv.SIMULATOR or g.flops <= REFERENCE_FLOP_LIMIT:
-        return rel_err(gpu_conv2d(x, w, algo=algo, **_conv_kwargs(case)), ref.conv2d(x, w, **_conv_kwargs(case))), \
+        return rel_err(gpu_conv2d(x, w, **kwargs).astype(np.float64), ref.conv2d(x64, w64, **_conv_kwargs(case))), \
             "reference"
     import torch
 
-    xt, wt = torch.from_numpy(x).cuda(), torch.from_numpy(w).cuda()
-    got = gpu_conv2d(xt, wt, algo=algo, **_conv_kwargs(case)).double().cpu().numpy()
-    want = _torch_conv(xt.double(), wt.double(), case, g).cpu().numpy()
+    xt, wt = torch.from_numpy(x64).cuda(), torch.from_numpy(w64).cuda()
+    got = gpu_conv2d(_on_device(x64, precision), _on_device(w64, precision), **kwargs).double().cpu().numpy()
+    want = _torch_conv(xt, wt, case, g).cpu().numpy()
     return rel_err(got, want), "cudnn_fp64"
 
 
-def time_conv(case, algos, flush):  # pragma: no cover - needs a CUDA device
-    """Per algorithm and for cuDNN: device-time stats, host µs per call, GFLOP/s."""
+def time_conv(case, algos, flush, precision="float32"):  # pragma: no cover - needs a CUDA device
+    """Per algorithm and for cuDNN in the same precision (TF32: cuDNN's and gpuconv's TF32 allowed for
+    this run only): device-time stats, host µs per call, GFLOP/s. Outside float32 cuDNN runs twice,
+    channels-first ("cudnn") and channels-last ("cudnn_channels_last": x and w in
+    torch.channels_last), and each algorithm gets its ratio to both."""
     import torch
 
     from .timing import NBUF, device_time, host_time_us
 
-    torch.backends.cudnn.allow_tf32 = False
-    torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.benchmark = True
+    dt = _torch_dtype(precision)
     g = conv2d_geometry(case.x_shape, case.w_shape, case.stride, case.padding, 1, case.groups)
-    xs = [torch.randn(case.x_shape, device="cuda") for _ in range(NBUF)]
-    w = torch.randn(case.w_shape, device="cuda")
-    out = torch.empty(g.out_shape, device="cuda")
-    fns = {a: (lambda i, a=a: gpu_conv2d(xs[i % NBUF], w, algo=a, out=out, **_conv_kwargs(case))) for a in algos}
+    xs = [torch.randn(case.x_shape, device="cuda", dtype=dt) for _ in range(NBUF)]
+    w = torch.randn(case.w_shape, device="cuda", dtype=dt)
+    out = torch.empty(g.out_shape, device="cuda", dtype=dt)
+    extra = _precision_kwargs(precision)
+    fns = {a: (lambda i, a=a: gpu_conv2d(xs[i % NBUF], w, algo=a, out=out, **_conv_kwargs(case), **extra))
+           for a in algos}
     fns["cudnn"] = lambda i: _torch_conv(xs[i % NBUF], w, case, g)
+    baselines = ["cudnn"]
+    if precision != "float32":
+        cl = torch.channels_last
+        xs_cl, w_cl = [x.contiguous(memory_format=cl) for x in xs], w.contiguous(memory_format=cl)
+        fns["cudnn_channels_last"] = lambda i: _torch_conv(xs_cl[i % NBUF], w_cl, case, g)
+        baselines.append("cudnn_channels_last")
     res = {}
-    for name, fn in fns.items():
-        t = device_time(fn, flush)
-        t["host_us_per_call"] = host_time_us(fn)
-        t["gflops"] = g.flops / (t["median_ms"] * 1e-3) / 1e9
-        res[name] = t
+    with _Tf32(precision):
+        for name, fn in fns.items():
+            t = device_time(fn, flush)
+            t["host_us_per_call"] = host_time_us(fn)
+            t["gflops"] = g.flops / (t["median_ms"] * 1e-3) / 1e9
+            res[name] = t
     for a in algos:
-        res[a]["ratio_to_cudnn"] = res[a]["median_ms"] / res["cudnn"]["median_ms"]
+        for b in baselines:
+            res[a]["ratio_to_" + b] = res[a]["median_ms"] / res[b]["median_ms"]
     return res
 
 
-def conv_row(case, algos, flush=None):
+def conv_row(case, algos, flush=None, precision="float32"):
     sim = gpuconv.SIMULATOR
     c = case.scaled() if sim else case
     g = conv2d_geometry(c.x_shape, c.w_shape, c.stride, c.padding, 1, c.groups)
     algos = [a for a in algos if not (a.startswith("winograd") and winograd.ineligible(g))]
-    row = dict(kind="conv", name=c.name, tags=list(c.tags), x=c.x_shape, w=c.w_shape, stride=c.stride,
-               padding=c.padding, groups=c.groups, flops=g.flops, checks={}, **_sizes(case, c))
+    tf32_less = precision == "tf32" and algos and not set(algos) & set(TF32_ALGOS)
+    algos = [a for a in algos if precision != "tf32" or a in TF32_ALGOS]
+    row = dict(kind="conv", name=c.name, precision=precision, tags=list(c.tags), x=c.x_shape, w=c.w_shape,
+               stride=c.stride, padding=c.padding, groups=c.groups, flops=g.flops, checks={}, **_sizes(case, c))
+    if tf32_less:
+        row.update(skipped=f"none of the chosen algorithms uses TF32 (those that do: {', '.join(TF32_ALGOS)})",
+                   passed=None)
+        return row
     for a in algos:
-        err, against = check_conv(c, a)
-        row["checks"][a] = dict(rel_err=err, against=against, passed=err < TOL)
+        row["checks"][a] = check(*check_conv(c, a, precision=precision), precision, c.C // c.groups * c.R * c.S)
     row["passed"] = all(v["passed"] for v in row["checks"].values())
     if not sim:
         timed = [a for a in algos if row["checks"][a]["passed"]]        # never time a case that failed
-        row["timing"] = time_conv(c, timed, flush)
+        row["timing"] = time_conv(c, timed, flush, precision)
     return row
 
 
@@ -159,25 +238,28 @@ def _pool(case, x):
     return gpu_avg_pool2d(x, case.kernel, case.stride, case.padding)
 
 
-def pool_row(case, flush=None):
+def pool_row(case, flush=None, precision="float32"):
+    """Pooling in float32, float16 or bfloat16 (max pooling only selects: exact in 16 bits), checked, then
+    timed against PyTorch in the same dtype."""
     sim = gpuconv.SIMULATOR
     c = case.scaled() if sim else case
     g = pool2d_geometry(c.x_shape, c.kernel, c.stride, c.padding)
-    nbytes = 4 * (int(np.prod(c.x_shape)) + int(np.prod(g.out_shape)))
-    row = dict(kind="pool", name=c.name, op=c.op, x=c.x_shape, kernel=c.kernel, stride=c.stride, padding=c.padding,
-               bytes=nbytes, **_sizes(case, c))
-    x = np.random.default_rng(1).standard_normal(c.x_shape).astype(np.float32)
-    want = (ref.max_pool2d if c.op == "max" else ref.avg_pool2d)(x, c.kernel, c.stride, c.padding)
-    err = rel_err(_pool(c, x), want)
-    row["checks"] = {"gpuconv": dict(rel_err=err, against="reference", passed=err < TOL)}
-    row["passed"] = err < TOL
+    x = draw(np.random.default_rng(1), c.x_shape, precision)
+    nbytes = x.itemsize * (int(np.prod(c.x_shape)) + int(np.prod(g.out_shape)))
+    row = dict(kind="pool", name=c.name, precision=precision, op=c.op, x=c.x_shape, kernel=c.kernel,
+               stride=c.stride, padding=c.padding, bytes=nbytes, **_sizes(case, c))
+    x64 = x.astype(np.float64)
+    want = (ref.max_pool2d if c.op == "max" else ref.avg_pool2d)(x64, c.kernel, c.stride, c.padding)
+    err = rel_err(_pool(c, x).astype(np.float64), want)
+    row["checks"] = {"gpuconv": check(err, "reference", precision, c.kernel ** 2, exact=c.op == "max")}
+    row["passed"] = row["checks"]["gpuconv"]["passed"]
     if not sim and row["passed"]:  # pragma: no cover - needs a CUDA device
         import torch
 
         from .timing import device_time, host_time_us
 
-        xt = torch.from_numpy(x).cuda()
-        out = torch.empty(g.out_shape, device="cuda")
+        xt = _on_device(x64, precision)
+        out = torch.empty(g.out_shape, device="cuda", dtype=xt.dtype)
         f = torch.nn.functional.max_pool2d if c.op == "max" else torch.nn.functional.avg_pool2d
         fns = {"gpuconv": lambda i: (gpu_max_pool2d if c.op == "max" else gpu_avg_pool2d)(
                    xt, c.kernel, c.stride, c.padding, out=out),
@@ -194,33 +276,45 @@ def pool_row(case, flush=None):
 # ----------------------------------------------------------------------------- GEMM
 
 
-def gemm_row(case, flush=None):
+def gemm_row(case, flush=None, precision="float32"):
+    """A GEMM in the precision, checked, then timed against cuBLAS: through CuPy in float32, through
+    PyTorch in the other precisions (CuPy has no bfloat16; TF32 allowed for that run only)."""
     sim = gpuconv.SIMULATOR
     c = case.scaled() if sim else case
     rng = np.random.default_rng(2)
-    row = dict(kind="gemm", name=c.name, M=c.M, N=c.N, K=c.K, flops=2 * c.M * c.N * c.K, **_sizes(case, c))
-    check = c if c.M * c.N * c.K <= 2e8 else c.scaled(512)      # NumPy float64 checks a slice-sized product
-    a = rng.standard_normal((check.M, check.K)).astype(np.float32)
-    b = rng.standard_normal((check.K, check.N)).astype(np.float32)
-    err = rel_err(gpu_matmul(a, b), a.astype(np.float64) @ b.astype(np.float64))
-    row["checks"] = {"gpuconv": dict(rel_err=err, against=f"numpy float64 at {check.M}x{check.N}x{check.K}",
-                                     passed=err < TOL)}
-    row["passed"] = err < TOL
+    row = dict(kind="gemm", name=c.name, precision=precision, M=c.M, N=c.N, K=c.K, flops=2 * c.M * c.N * c.K,
+               **_sizes(case, c))
+    small = c if c.M * c.N * c.K <= 2e8 else c.scaled(512)      # NumPy float64 checks a slice-sized product
+    a, b = draw(rng, (small.M, small.K), precision), draw(rng, (small.K, small.N), precision)
+    err = rel_err(gpu_matmul(a, b, **_precision_kwargs(precision)).astype(np.float64),
+                  a.astype(np.float64) @ b.astype(np.float64))
+    row["checks"] = {"gpuconv": check(err, f"numpy float64 at {small.M}x{small.N}x{small.K}", precision, small.K)}
+    row["passed"] = row["checks"]["gpuconv"]["passed"]
     if not sim and row["passed"]:  # pragma: no cover - needs a CUDA device
-        import cupy
-
         from .timing import device_time, host_time_us
 
-        A = cupy.random.standard_normal((c.M, c.K), dtype=cupy.float32)
-        B = cupy.random.standard_normal((c.K, c.N), dtype=cupy.float32)
-        C = cupy.empty((c.M, c.N), dtype=cupy.float32)
-        fns = {"gpuconv": lambda i: gpu_matmul(A, B, out=C), "cublas": lambda i: cupy.matmul(A, B, out=C)}
+        if precision == "float32":
+            import cupy
+
+            A = cupy.random.standard_normal((c.M, c.K), dtype=cupy.float32)
+            B = cupy.random.standard_normal((c.K, c.N), dtype=cupy.float32)
+            C = cupy.empty((c.M, c.N), dtype=cupy.float32)
+            fns = {"gpuconv": lambda i: gpu_matmul(A, B, out=C), "cublas": lambda i: cupy.matmul(A, B, out=C)}
+        else:
+            import torch
+
+            dt = _torch_dtype(precision)
+            A, B = (torch.randn(shape, device="cuda", dtype=dt) for shape in ((c.M, c.K), (c.K, c.N)))
+            C = torch.empty((c.M, c.N), device="cuda", dtype=dt)
+            fns = {"gpuconv": lambda i: gpu_matmul(A, B, out=C, **_precision_kwargs(precision)),
+                   "cublas": lambda i: torch.matmul(A, B, out=C)}
         row["timing"] = {}
-        for name, fn in fns.items():
-            t = device_time(fn, flush)
-            t["host_us_per_call"] = host_time_us(fn)
-            t["gflops"] = row["flops"] / (t["median_ms"] * 1e-3) / 1e9
-            row["timing"][name] = t
+        with _Tf32(precision):
+            for name, fn in fns.items():
+                t = device_time(fn, flush)
+                t["host_us_per_call"] = host_time_us(fn)
+                t["gflops"] = row["flops"] / (t["median_ms"] * 1e-3) / 1e9
+                row["timing"][name] = t
         row["timing"]["gpuconv"]["fraction_of_cublas"] = \
             row["timing"]["cublas"]["median_ms"] / row["timing"]["gpuconv"]["median_ms"]
     return row
@@ -330,13 +424,15 @@ def dask_row(case, flush=None):
 
 
 def summarize(meta, rows):
-    """Derived figures: % of FMA peak / copy bandwidth per timing, geometric mean of the ratio to cuDNN."""
+    """Derived figures: % of the fp32 FMA peak (float32 rows: not the tensor cores' roof) / of copy
+    bandwidth per timing, and per algorithm and precision ("im2col", "im2col (float16)")
+    the geometric mean of the ratio to cuDNN (and, outside float32, to cuDNN channels-last)."""
     base = meta.get("baselines")
     if base:
         peak, bw = base["fma_peak"]["gflops"], base["copy"]["gb_per_s"]
         for r in rows:
             for t in r.get("timing", {}).values():
-                if "gflops" in t:
+                if "gflops" in t and r.get("precision", "float32") == "float32":
                     t["pct_fma_peak"] = 100 * t["gflops"] / peak
                 if "gb_per_s" in t:
                     t["pct_copy_bandwidth"] = 100 * t["gb_per_s"] / bw
@@ -344,7 +440,15 @@ def summarize(meta, rows):
     for r in rows:
         if r["kind"] != "conv" or "standard" not in r.get("tags", ()):
             continue
+        precision = r.get("precision", "float32")
         for algo, t in r.get("timing", {}).items():
-            if "ratio_to_cudnn" in t:
-                geo.setdefault(algo, []).append(math.log(t["ratio_to_cudnn"]))
-    return {a: dict(geomean_ratio_to_cudnn=math.exp(sum(v) / len(v)), layers=len(v)) for a, v in geo.items()}
+            for key in ("ratio_to_cudnn", "ratio_to_cudnn_channels_last"):
+                if key in t:
+                    name = algo if precision == "float32" else f"{algo} ({precision})"
+                    geo.setdefault((name, precision), {}).setdefault(key, []).append(math.log(t[key]))
+    summary = {}
+    for (name, precision), ratios in geo.items():
+        summary[name] = dict(layers=len(ratios["ratio_to_cudnn"]), precision=precision)
+        for key, v in ratios.items():
+            summary[name]["geomean_" + key] = math.exp(sum(v) / len(v))
+    return summary

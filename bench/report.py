@@ -12,7 +12,7 @@ import os
 import re
 from numbers import Real
 
-from .harness import TOL
+from .harness import PRECISIONS, TOL
 from .layers import SWEEP_AXES
 
 SWEEP_TITLES = {"stride": "throughput against stride", "padding": "throughput against padding",
@@ -52,6 +52,8 @@ def validate(results) -> str | None:
     for i, r in enumerate(cases):
         if not isinstance(r, dict) or r.get("kind") not in _KIND_KEYS or not isinstance(r.get("name"), str):
             return f"case {i} has no kind ({', '.join(_KIND_KEYS)}) and name"
+        if _precision_of(r) not in PRECISIONS:
+            return f"case {r['name']!r} has precision {r['precision']!r}, not one of {', '.join(PRECISIONS)}"
         missing = [k for k in _KIND_KEYS[r["kind"]] + ("checks",) if k not in r]
         if missing:
             return f"case {r['name']!r} has no {', '.join(missing)}"
@@ -99,29 +101,61 @@ def markdown(results) -> str:
     timed = any("timing" in r for r in rows)
     if not timed:
         out += ["", "**No timings: this run only checked each case against the reference.**"]
+    for precision in [p for p in PRECISIONS if any(_precision_of(r) == p for r in rows)]:
+        out += _precision_sections(results, [r for r in rows if _precision_of(r) == precision], precision, timed)
+    out += _dask_section([r for r in rows if r["kind"] == "dask"])
+    if results.get("plots"):
+        out += ["", "## Plots", ""] + [f"![{p}]({p})" for p in results["plots"]]
+    out += [""] + [f"Note: {n}" for n in results["notes"]] if results.get("notes") else []
+    return "\n".join(out) + "\n"
+
+
+def _precision_of(row):
+    return row.get("precision", "float32")      # results from before --precision: float32
+
+
+_BOUNDS = {"float16": "u + K·2⁻²⁴, u = 2⁻¹¹", "bfloat16": "u + K·2⁻²⁴, u = 2⁻⁸", "tf32": "K·2⁻²⁴"}
+
+
+def _precision_sections(results, rows, precision, timed) -> list[str]:
+    """The convolution, pooling and GEMM sections of one precision's rows: float32's headings plain, the
+    others' headings name the precision, and their convolutions have cuDNN channels-last beside cuDNN."""
+    out = []
+    suffix = "" if precision == "float32" else f", {precision}" + (" (TF32 allowed)" if precision == "tf32" else "")
     algos = _conv_algos(rows)
     conv = [r for r in rows if r["kind"] == "conv"]
     if conv:
-        out += ["", "## Convolutions"]
+        out += ["", f"## Convolutions{suffix}"]
+        if precision != "float32":
+            out += ["", f"Inputs drawn in float32 and rounded to {precision}; a check passes at or below "
+                    f"{_BOUNDS[precision]} (K terms per output) against the float64 reference on the rounded "
+                    "inputs. cuDNN in the same precision, channels-first (NCHW) and channels-last (NHWC)."]
+        baselines = [("cudnn", "cuDNN")] + ([("cudnn_channels_last", "cuDNN NHWC")] if precision != "float32" else [])
         if timed:
-            head = "| layer | " + " | ".join(f"{a} ms | {a} GFLOP/s | {a} / cuDNN" for a in algos) + \
-                " | cuDNN ms | cuDNN GFLOP/s |"
-            out += ["", head, "|" + "---|" * (3 * len(algos) + 3)]
+            head = "| layer | " + " | ".join(f"{a} ms | {a} GFLOP/s | " + " | ".join(f"{a} / {b}" for _, b in baselines)
+                                            for a in algos) + \
+                " | " + " | ".join(f"{b} ms | {b} GFLOP/s" for _, b in baselines) + " |"
+            out += ["", head, "|" + "---|" * ((2 + len(baselines)) * len(algos) + 1 + 2 * len(baselines))]
             for r in conv:
                 t = r.get("timing", {})
                 cells = []
                 for a in algos:
                     ta = t.get(a, {})
-                    cells += [_fmt(ta.get("median_ms")), _fmt(ta.get("gflops"), ".0f"), _fmt(ta.get("ratio_to_cudnn"), ".2f")]
-                cd = t.get("cudnn", {})
-                out.append(f"| {r['name']} | " + " | ".join(cells) +
-                           f" | {_fmt(cd.get('median_ms'))} | {_fmt(cd.get('gflops'), '.0f')} |")
-            geo = results.get("summary", {})
+                    cells += [_fmt(ta.get("median_ms")), _fmt(ta.get("gflops"), ".0f")]
+                    cells += [_fmt(ta.get("ratio_to_" + k), ".2f") for k, _ in baselines]
+                for k, _ in baselines:
+                    cd = t.get(k, {})
+                    cells += [_fmt(cd.get("median_ms")), _fmt(cd.get("gflops"), ".0f")]
+                out.append(f"| {r['name']} | " + " | ".join(cells) + " |")
+            geo = {a: v for a, v in results.get("summary", {}).items() if v.get("precision", "float32") == precision}
             if geo:
                 out += ["", "Geometric mean of time / cuDNN time over the standard set: " +
-                        ", ".join(f"{a} {v['geomean_ratio_to_cudnn']:.2f} ({v['layers']} layers)" for a, v in geo.items())]
+                        ", ".join(f"{a} {v['geomean_ratio_to_cudnn']:.2f}" +
+                                  (f" (NHWC {v['geomean_ratio_to_cudnn_channels_last']:.2f})"
+                                   if "geomean_ratio_to_cudnn_channels_last" in v else "") +
+                                  f" ({v['layers']} layers)" for a, v in geo.items())]
         scaled = any("gpu_size" in r for r in conv)
-        out += ["", "Checks (relative error, float32):", "",
+        out += ["", f"Checks (relative error, {precision}):", "",
                 "| layer | " + ("size run | size on a GPU" if scaled else "size") + " | " + " | ".join(algos) + " |",
                 "|" + "---|" * (2 + scaled + len(algos))]
         for r in conv:
@@ -132,7 +166,7 @@ def markdown(results) -> str:
         sel = [r for r in rows if r["kind"] == kind]
         if not sel:
             continue
-        out += ["", f"## {title}", "", f"| case | size | rel. error | gpuconv ms | {base_name} ms | gpuconv {unit} | "
+        out += ["", f"## {title}{suffix}", "", f"| case | size | rel. error | gpuconv ms | {base_name} ms | gpuconv {unit} | "
                 f"{base_name} {unit} | % of hardware |", "|---|---|---|---|---|---|---|---|"]
         for r in sel:
             t = r.get("timing", {})
@@ -142,11 +176,7 @@ def markdown(results) -> str:
                        f"{_fmt(ours.get('median_ms'))} | "
                        f"{_fmt(theirs.get('median_ms'))} | {_fmt(ours.get(unit), '.0f')} | {_fmt(theirs.get(unit), '.0f')} | "
                        f"{_fmt(pct, '.0f')} |")
-    out += _dask_section([r for r in rows if r["kind"] == "dask"])
-    if results.get("plots"):
-        out += ["", "## Plots", ""] + [f"![{p}]({p})" for p in results["plots"]]
-    out += [""] + [f"Note: {n}" for n in results["notes"]] if results.get("notes") else []
-    return "\n".join(out) + "\n"
+    return out
 
 
 def _dask_section(rows) -> list[str]:
@@ -192,7 +222,8 @@ def sweep_figures(results) -> list[dict]:
     implementation, sorted by x."""
     figs = []
     for tag, (xlabel, x_of, fixed, log2) in SWEEP_AXES.items():
-        sel = [r for r in results["cases"] if r["kind"] == "conv" and tag in r.get("tags", ()) and r.get("timing")]
+        sel = [r for r in results["cases"] if r["kind"] == "conv" and tag in r.get("tags", ()) and r.get("timing")
+               and _precision_of(r) == "float32"]
         if not sel:
             continue
         series = {}
@@ -212,12 +243,14 @@ def check_figure(results) -> dict | None:
     for r in results["cases"]:
         if not r["checks"]:
             continue
-        names.append(r["name"])
+        names.append(r["name"] if _precision_of(r) == "float32" else f"{r['name']} ({_precision_of(r)})")
         for impl, c in r["checks"].items():
+            impl = impl if _precision_of(r) == "float32" else f"{impl} ({_precision_of(r)})"
             points.setdefault(impl, []).append((len(names) - 1, max(c["rel_err"], ERROR_FLOOR)))
     if not names:
         return None
-    return dict(file="checks.png", title=title(results, "relative error of each check (float32)"), cases=names,
+    said = ", ".join(p for p in PRECISIONS if any(_precision_of(r) == p for r in results["cases"]))
+    return dict(file="checks.png", title=title(results, f"relative error of each check ({said})"), cases=names,
                 series=points)
 
 
@@ -252,7 +285,7 @@ def plots(results, out_dir) -> list[str]:
         fig, ax = plt.subplots(figsize=(max(7, 0.35 * len(f["cases"]) + 2), 4.5))
         for impl, pts in sorted(f["series"].items()):
             ax.scatter(*zip(*pts), label=impl, s=18)
-        ax.axhline(TOL, color="k", linestyle="--", label=f"tolerance {TOL:g}")
+        ax.axhline(TOL, color="k", linestyle="--", label=f"float32 tolerance {TOL:g}")
         ax.set_yscale("log")
         ax.set_xticks(range(len(f["cases"])), f["cases"], rotation=60, ha="right", fontsize=7)
         ax.set(title=f["title"], ylabel=f"relative error (0 drawn at {ERROR_FLOOR:g})")
@@ -272,7 +305,7 @@ def _roofline(results, plt):
     """Measured GFLOP/s of every timed convolution against its arithmetic intensity, under the roof of the
     run's measured copy bandwidth and FMA peak; None without baselines or timings."""
     base = results.get("baselines")
-    conv = [r for r in results["cases"] if r["kind"] == "conv" and r.get("timing")]
+    conv = [r for r in results["cases"] if r["kind"] == "conv" and r.get("timing") and _precision_of(r) == "float32"]
     if not base or not conv:
         return None
     peak, bw = base["fma_peak"]["gflops"], base["copy"]["gb_per_s"]

@@ -231,3 +231,83 @@ def test_crop_errors_checks_the_corner_and_the_middle():
         bad = y.copy()
         bad[0, 1, p, q] += 1.0
         assert (harness.crop_errors(x, w, bad, (2, 2, 2, 2), (5, 5), n=6) > 1e-3) == ((p, q) != (15, 2))
+
+
+def test_bench_precisions_check_against_their_bounds(tmp_path, capsys):
+    """--precision float16 tf32: each case again in those precisions only (no float32 rows), inputs rounded
+    to the precision, each check held to the stated bound u + K·2^-24 (K = C·R·S), TF32 only for the
+    algorithms allow_tf32 reaches, pooling in 16 bits only; the tables and the report say the precision."""
+    from gpuconv import _precision
+
+    assert main(["bench", "--layers", "latency_b1", "vgg_maxpool", "--algo", "direct", "im2col",
+                 "--precision", "float16", "tf32", "--out", str(tmp_path)]) == 0
+    text = capsys.readouterr().out
+    data = json.loads(next(tmp_path.glob("*.json")).read_text())
+    assert [(c["name"], c["precision"]) for c in data["cases"]] == [
+        ("latency_b1", "float16"), ("vgg_maxpool", "float16"), ("latency_b1", "tf32")]
+    half, pool, tf32 = data["cases"]
+    k = half["w"][1] * half["w"][2] * half["w"][3]
+    assert set(half["checks"]) == {"direct", "im2col"} and set(tf32["checks"]) == {"im2col"}
+    for row, precision in ((half, "float16"), (tf32, "tf32")):
+        for c in row["checks"].values():
+            assert c["bound"] == _precision.error_bound(precision, k) and c["passed"] and c["rel_err"] <= c["bound"]
+    # float16 results really are rounded to float16 (error near 2^-12, far above float32's)
+    assert all(2.0 ** -16 < c["rel_err"] for c in half["checks"].values())
+    assert pool["checks"]["gpuconv"] == dict(rel_err=0.0, against="reference", bound=0.0, passed=True)
+    assert "3 passed, 0 failed" in text
+    for title in ("Convolutions: float16 relative error", "Pooling, GEMM, large images: float16 relative error",
+                  "Convolutions: tf32 relative error"):
+        assert title in text
+    assert "float32" not in text
+    md = (tmp_path / "report.md").read_text()
+    assert "## Convolutions, float16" in md and "## Pooling, float16" in md and "## Convolutions, tf32" in md
+    assert "## Convolutions\n" not in md and "## Pooling, tf32" not in md
+    assert "| latency_b1 | 1×8×12×12, 8 × 3×3, padding 1 | 1×256×14×14, 256 × 3×3, padding 1 | " \
+           f"{tf32['checks']['im2col']['rel_err']:.1e} ok |" in md
+
+
+def test_check_holds_each_precision_to_its_bound():
+    """The pass threshold: float32 below TOL; float16 and bfloat16 at or below u + K·2^-24; TF32 at or
+    below K·2^-24; an exact op (max pooling) only at 0."""
+    assert harness.check(9e-6, "reference")["passed"] and not harness.check(1e-5, "reference")["passed"]
+    for precision, u in (("float16", 2.0 ** -11), ("bfloat16", 2.0 ** -8), ("tf32", 0.0)):
+        bound = u + 72 * 2.0 ** -24
+        assert harness.check(bound, "reference", precision, 72) == dict(rel_err=bound, against="reference",
+                                                                        bound=bound, passed=True)
+        assert not harness.check(bound * 1.01, "reference", precision, 72)["passed"]
+        assert not harness.check(1e-12, "reference", precision, 4, exact=True)["passed"]
+
+
+def test_report_renders_a_precision_section(tmp_path):
+    """Renderer only: timing-shaped float16 rows (test data, not measurements) with both cuDNN baselines
+    get their own section, ratios to each, and a geometric mean per baseline; float32 rows keep theirs."""
+    filters = [c for c in layers.SWEEPS if c.name in ("filters_16", "filters_32")]
+    results = _test_results(filters)
+    half = json.loads(json.dumps(results["cases"]))
+    for r in half:
+        r["precision"] = "float16"
+        t = r["timing"]
+        for v in t.values():
+            del v["pct_fma_peak"]                  # the float32 rows' figure, copied with them
+        t["cudnn_channels_last"] = _timing(t["cudnn"]["median_ms"] / 2, r["flops"])
+        t["direct"]["ratio_to_cudnn_channels_last"] = t["direct"]["median_ms"] / t["cudnn_channels_last"]["median_ms"]
+        r["checks"]["direct"].update(rel_err=2e-4, bound=4.9e-4)
+    rows = results["cases"] + half
+    results = dict(results, cases=rows, summary=harness.summarize(results, rows))
+    assert results["summary"]["direct (float16)"]["precision"] == "float16"
+    ratios = [r["timing"]["direct"]["ratio_to_cudnn_channels_last"] for r in half]
+    assert abs(results["summary"]["direct (float16)"]["geomean_ratio_to_cudnn_channels_last"]
+               - (ratios[0] * ratios[1]) ** 0.5) < 1e-12
+    assert "pct_fma_peak" not in half[0]["timing"]["direct"]            # the fp32 FMA peak is not its roof
+    back = json.loads(json.dumps(results, default=str))
+    assert report.validate(back) is None
+    text = report.markdown(back)
+    f32, f16 = text.split("## Convolutions, float16")
+    assert "## Convolutions\n" in f32 and "| direct / cuDNN |" in f32 and "NHWC" not in f32
+    assert "| direct ms | direct GFLOP/s | direct / cuDNN | direct / cuDNN NHWC | cuDNN ms | cuDNN GFLOP/s | " \
+           "cuDNN NHWC ms | cuDNN NHWC GFLOP/s |" in f16
+    assert "| filters_16 | 1 | " in f16 and " | 2.00 | 4.00 | 0.5 | " in f16     # 1 ms: ×2 cuDNN's, ×4 NHWC's
+    assert "direct (float16) " in f16 and "(NHWC " in f16 and "Checks (relative error, float16)" in f16
+    assert "2.0e-04 ok" in f16
+    back["cases"][-1]["precision"] = "fp8"
+    assert "has precision 'fp8'" in report.validate(back)

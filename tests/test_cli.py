@@ -39,6 +39,8 @@ def _write(tmp_path, name, text):
     (["bench", "--quick", "--full"], "not allowed with argument"),
     (["bench", "--frobnicate"], "unrecognized arguments: --frobnicate"),
     (["bench", "--layers", "nope"], "unknown case 'nope'; the cases are: resnet_stem, "),
+    (["bench", "--precision", "float16", "fp8"],
+     "argument --precision: invalid choice: 'fp8' (choose from 'float32', 'float16', 'bfloat16', 'tf32')"),
     (["shape", "3x32"], "input shape must be CxHxW or NxCxHxW"),
     (["shape", "3x9x9", "pool 2"], "unknown layer 'pool 2'"),
     (["kernels", "--arch", "sm_75"], "invalid choice: 'sm_75'"),

@@ -13,14 +13,19 @@ from numba import cuda
 
 import gpuconv
 from conftest import rel_err
+from gpuconv import _precision
 from gpuconv import reference as ref
 
 DTYPES = {"float16": np.dtype(np.float16), "bfloat16": np.dtype(ml_dtypes.bfloat16)}
-UNIT = {"float16": 2.0 ** -11, "bfloat16": 2.0 ** -8}
 
 
 def bound(name, k=200):
-    return UNIT[name] + k * 2.0 ** -24
+    return _precision.error_bound(name, k)
+
+
+def tf32(v):
+    """float32 v rounded to TF32 as the tensor cores round it, as float64."""
+    return _precision.round_tf32(v).astype(np.float64)
 
 
 def rounded(rng, shape, dt):
@@ -157,8 +162,6 @@ def test_errors_before_any_allocation(rng, monkeypatch):
 
 @pytest.fixture
 def native(monkeypatch):
-    from gpuconv import _precision
-
     monkeypatch.setattr(_precision, "widen", lambda *a, **k: (_ for _ in ()).throw(AssertionError("widened")))
 
 
@@ -365,8 +368,6 @@ def test_im2col_late_activation_into_strided_out(rng, native):
 
 def test_other_direct_kernels_still_widen(rng, monkeypatch):
     """Only the depthwise kernel has a 16-bit build: a grouped layer it does not take is widened."""
-    from gpuconv import _precision
-
     widened = []
     real = _precision.widen
     monkeypatch.setattr(_precision, "widen", lambda *a, **k: widened.append(1) or real(*a, **k))
@@ -383,7 +384,6 @@ def test_activation_passes_16bit(rng, name, strided):
     """The activation pass and its gradient on 16-bit bits: act(y) and go · act'(z) in float32, rounded
     once (within the unit roundoff of the float64 result on the same values); with no activation the
     gradient pass copies the bits exactly."""
-    from gpuconv import _precision
     from gpuconv.kernels import _common, epilogue
 
     dt = DTYPES[name]
@@ -417,10 +417,6 @@ def test_tf32(rng):
     only float32 accumulation remains; the exact-input reference sees the operand rounding."""
     a = rng.standard_normal((20, 16)).astype(np.float32)                       # K = 16: one TF32 K step
     b = rng.standard_normal((16, 24)).astype(np.float32)
-
-    def tf32(v):
-        return ((v.view(np.uint32) + 0x1000) & 0xFFFFE000).view(np.float32).astype(np.float64)
-
     exact, rounded_ref = a.astype(np.float64) @ b, tf32(a) @ tf32(b)
     assert gpuconv.allow_tf32() is False
     assert rel_err(gpuconv.gpu_matmul(a, b), exact) < 1e-6                      # default: float32 FMA
@@ -440,9 +436,6 @@ def test_tf32(rng):
 def test_weight_grad_tf32(rng):
     """gpu_conv2d_backward(allow_tf32=True): the float32 weight gradient on TF32 tensor cores, against
     the reference on TF32-rounded inputs (float32 accumulation only: K·2^-24, K = P·Q = 16 terms)."""
-    def tf32(v):
-        return ((v.view(np.uint32) + 0x1000) & 0xFFFFE000).view(np.float32).astype(np.float64)
-
     x = rng.standard_normal((1, 2, 4, 4)).astype(np.float32)
     w = rng.standard_normal((16, 2, 3, 3)).astype(np.float32)
     go = rng.standard_normal((1, 16, 4, 4)).astype(np.float32)

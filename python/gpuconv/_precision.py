@@ -47,6 +47,30 @@ def kernel_dtype(dtype):
     return fmt(dtype) if dtype in HALF_DTYPES else dtype
 
 
+# ----------------------------------------------------------------------------- error bounds
+
+# The precisions `gpuconv bench --precision` runs: float32, 16-bit inputs, float32 with TF32 allowed.
+PRECISIONS = ("float32", "float16", "bfloat16", "tf32")
+# The unit roundoff of each result's one rounding: float16 2^-11, bfloat16 2^-8; TF32 results are
+# float32 (its operand rounding is what the reference on TF32-rounded inputs already sees).
+UNIT_ROUNDOFF = {"float16": 2.0 ** -11, "bfloat16": 2.0 ** -8, "tf32": 0.0}
+
+
+def error_bound(precision, k) -> float:
+    """The stated bound on ‖out − ref‖ / ‖ref‖ of a result in `precision` ("float16", "bfloat16", "tf32")
+    with k float32-accumulated terms per output, against the float64 reference on the same inputs
+    rounded to the precision (round_tf32 for "tf32"): u + k·2^-24."""
+    return UNIT_ROUNDOFF[precision] + k * 2.0 ** -24
+
+
+def round_tf32(a):
+    """float32 array a rounded as the tensor cores' cvt.rna.tf32.f32 rounds each operand: to the nearest
+    10-bit mantissa, ties away from zero; Inf and NaN unchanged. A float32 array of the same shape."""
+    u = np.ascontiguousarray(a, np.float32).view(np.uint32)
+    special = (u & 0x7F800000) == 0x7F800000
+    return np.where(special, u, (u + np.uint32(0x1000)) & np.uint32(0xFFFFE000)).view(np.float32)
+
+
 # ----------------------------------------------------------------------------- TF32
 
 

@@ -34,7 +34,7 @@ def _unknown(names, known, what) -> CommandError:
 
 
 def _select(args):
-    """The cases to run: --layers, else the quick set (default) or the full one."""
+    """The cases to run: --layers, else the quick set (default), the standard one or the full one."""
     every = layers.every_case()
     if args.layers:
         known = [c.name for _, c in every]
@@ -44,6 +44,9 @@ def _select(args):
         return [(kind, c) for kind, c in every if c.name in args.layers]
     if args.full:
         return every
+    if getattr(args, "standard", False):
+        standard = {c.name for c in layers.STANDARD + layers.POOLS + layers.GEMMS}
+        return [(kind, c) for kind, c in every if c.name in standard]
     quick = layers.quick_names()
     return [(kind, c) for kind, c in every if c.name in quick]
 
@@ -81,15 +84,42 @@ def _size_cells(r, sim):
     return [r.get("size", "")] + ([r.get("gpu_size", "")] if sim else [])
 
 
+def precisions(rows) -> list:
+    """The precisions the rows were run in, in PRECISIONS order (rows from before --precision: float32)."""
+    ran = {r.get("precision", "float32") for r in rows}
+    return [p for p in harness.PRECISIONS if p in ran]
+
+
+def _in(rows, precision):
+    return [r for r in rows if r.get("precision", "float32") == precision]
+
+
+def _threshold(precision):
+    if precision == "float32":
+        return f"passes below {harness.TOL:.0e}"
+    if precision == "tf32":
+        return "inputs rounded to TF32; passes at or below K·2^-24, K terms per output"
+    return (f"inputs rounded to {precision}; passes at or below u + K·2^-24, u = "
+            f"2^{'-11' if precision == 'float16' else '-8'}, K terms per output; max pooling exact")
+
+
 def check_tables(rows, sim) -> list:
-    """rich Tables of every check: convolutions with one column per algorithm, then the other cases."""
+    """rich Tables of every check, per precision: convolutions with one column per algorithm, then the
+    other cases."""
+    tables = []
+    for precision in precisions(rows):
+        tables += _check_tables(_in(rows, precision), sim, precision)
+    return tables
+
+
+def _check_tables(rows, sim, precision) -> list:
     tables = []
     conv = [r for r in rows if r["kind"] == "conv"]
     if conv:
         ran = {a for r in conv for a in r["checks"]}
         algos = [a for a in harness.CONV_ALGOS if a in ran] + sorted(ran - set(harness.CONV_ALGOS))
-        t = new_table(f"Convolutions: float32 relative error against {_against(conv)} "
-                      f"(passes below {harness.TOL:.0e})")
+        t = new_table(f"Convolutions: {precision} relative error against {_against(conv)} "
+                      f"({_threshold(precision)})")
         t.add_column("case", no_wrap=True)
         _size_columns(t, sim)
         for a in algos:
@@ -99,7 +129,7 @@ def check_tables(rows, sim) -> list:
         tables.append(t)
     other = [r for r in rows if r["kind"] != "conv"]
     if other:
-        t = new_table("Pooling, GEMM, large images: float32 relative error")
+        t = new_table(f"Pooling, GEMM, large images: {precision} relative error ({_threshold(precision)})")
         t.add_column("case", no_wrap=True)
         _size_columns(t, sim)
         t.add_column("against")
@@ -117,26 +147,35 @@ def check_tables(rows, sim) -> list:
 
 def _against(conv_rows):
     against = sorted({v["against"] for r in conv_rows for v in r["checks"].values()})
+    if not against:
+        return "the reference"
     return {"reference": "the float64 reference", "cudnn_fp64": "cuDNN in float64"}.get(
         against[0], against[0]) if len(against) == 1 else " / ".join(against)
 
 
-def timing_table(rows):
-    """A rich Table of every timing (a GPU run), or None: median and p20–p80 of device time, host µs per
-    call, throughput and the ratio to the case's baseline."""
+def timing_tables(rows) -> list:
+    """rich Tables of every timing (a GPU run), one per precision: median and p20–p80 of device time, host
+    µs per call, throughput and the ratio to the case's baseline(s)."""
+    return [t for p in precisions(rows) for t in [timing_table(_in(rows, p), p)] if t is not None]
+
+
+_RATIOS = (("ratio_to_cudnn", "cuDNN's time"), ("ratio_to_cudnn_channels_last", "cuDNN channels-last's"),
+           ("ratio_to_one_call", "one call's time"), ("fraction_of_cublas", "of cuBLAS's speed"))
+
+
+def timing_table(rows, precision="float32"):
+    """The timings of rows of one precision as a rich Table, or None if none was timed."""
     timed = [r for r in rows if r.get("timing")]
     if not timed:
         return None
-    t = new_table("Device time (CUDA events, L2 flushed before each launch)")
+    t = new_table(f"Device time, {precision}" + (" (TF32 allowed, gpuconv and cuDNN)" if precision == "tf32" else "")
+                  + " (CUDA events, L2 flushed before each launch)")
     for col in ("case", "implementation", "median ms", "p20 – p80 ms", "host µs/call", "throughput", "relative"):
         t.add_column(col, justify="left" if col in ("case", "implementation") else "right", no_wrap=True)
     for r in timed:
         for i, (name, v) in enumerate(r["timing"].items()):
             figure = f"{v['gflops']:.0f} GFLOP/s" if "gflops" in v else f"{v['gb_per_s']:.0f} GB/s"
-            rel = next((f"×{v[k]:.2f} {what}" for k, what in (("ratio_to_cudnn", "cuDNN's time"),
-                                                               ("ratio_to_one_call", "one call's time"),
-                                                               ("fraction_of_cublas", "of cuBLAS's speed"))
-                        if k in v), "")
+            rel = ", ".join(f"×{v[k]:.2f} {what}" for k, what in _RATIOS if k in v)
             spread = f"{v['p20_ms']:.3f} – {v['p80_ms']:.3f}" if "p20_ms" in v else ""
             host = f"{v['host_us_per_call']:.1f}" if "host_us_per_call" in v else ""
             t.add_row(r["name"] if i == 0 else "", name, f"{v['median_ms']:.3f}", spread, host, figure, rel)
@@ -168,24 +207,28 @@ def main(args) -> int:
         from .bench.timing import L2Flusher
 
         flush = L2Flusher()
-    run = dict(conv=lambda c: harness.conv_row(c, algos, flush), pool=lambda c: harness.pool_row(c, flush),
-               gemm=lambda c: harness.gemm_row(c, flush), dask=lambda c: harness.dask_row(c, flush))
+    run = dict(conv=lambda c, p: harness.conv_row(c, algos, flush, p), pool=lambda c, p: harness.pool_row(c, flush, p),
+               gemm=lambda c, p: harness.gemm_row(c, flush, p), dask=lambda c, p: harness.dask_row(c, flush))
+    # pooling multiplies nothing (TF32 changes nothing), the large-image case is float32 only
+    todo = [(kind, case, p) for p in dict.fromkeys(args.precision or ["float32"]) for kind, case in cases
+            if p == "float32" or kind in ("conv", "gemm") or (kind, p) == ("pool", "float16")
+            or (kind, p) == ("pool", "bfloat16")]
     rows = []
     with Progress(transient=True) as progress:
-        task = progress.add_task("checking" if sim else "checking + timing", total=len(cases))
-        for kind, case in cases:
-            progress.update(task, description=case.name)
-            rows.append(run[kind](case))
+        task = progress.add_task("checking" if sim else "checking + timing", total=len(todo))
+        for kind, case, p in todo:
+            progress.update(task, description=f"{case.name} ({p})")
+            rows.append(run[kind](case, p))
             progress.advance(task)
     results = dict(meta, cases=rows)
     results["summary"] = harness.summarize(meta, rows)
     out = console()
-    for table in check_tables(rows, sim) + [timing_table(rows)]:
-        if table is not None:
-            out.print(table)
-    for algo, v in results["summary"].items():
-        print(f"{algo}: geometric mean of time / cuDNN time over {v['layers']} standard layers: "
-              f"{v['geomean_ratio_to_cudnn']:.2f}")
+    for table in check_tables(rows, sim) + timing_tables(rows):
+        out.print(table)
+    for name, v in results["summary"].items():
+        print(f"{name}: geometric mean of time / cuDNN time over {v['layers']} standard layers: "
+              f"{v['geomean_ratio_to_cudnn']:.2f}" + (f" (channels-last cuDNN: {v['geomean_ratio_to_cudnn_channels_last']:.2f})"
+                                                     if "geomean_ratio_to_cudnn_channels_last" in v else ""))
     if args.out:
         print(f"results: {report.write_json(results, args.out)}")
         print(f"report:  {report.render(results, args.out)}")

@@ -96,6 +96,7 @@ def _cmd_report(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from ._precision import PRECISIONS
     from .shapes import LAYER_GRAMMAR
 
     p = _Parser(prog="gpuconv", description="Convolution and pooling kernels in Numba CUDA.")
@@ -134,10 +135,15 @@ def build_parser() -> argparse.ArgumentParser:
     mode = bp.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="the quick layer set (default)")
     mode.add_argument("--full", action="store_true", help="the full standard set and sweeps")
+    mode.add_argument("--standard", action="store_true",
+                      help="the standard layer set (no sweeps) with the pooling and GEMM cases")
     mode.add_argument("--list", action="store_true", help="list the cases (name, kind, size, sets) and exit")
     bp.add_argument("--algo", nargs="+", default=None, help="algorithms to run (default: all available)")
     bp.add_argument("--layers", nargs="+", metavar="NAME", default=None, help="only these cases (see --list)")
     bp.add_argument("--out", metavar="DIR", default=None, help="folder for results JSON and the report")
+    bp.add_argument("--precision", nargs="+", metavar="P", default=["float32"], choices=PRECISIONS,
+                    help=f"run the cases in these precisions ({', '.join(PRECISIONS)}; default float32): "
+                         "16-bit inputs, or float32 with TF32 allowed, against cuDNN in the same precision")
     bp.set_defaults(func=_cmd_bench)
 
     rp = sub.add_parser("report", help="re-render the Markdown report and plots of saved results")
