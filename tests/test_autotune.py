@@ -155,3 +155,11 @@ def test_cache_dir_is_the_platform_user_cache(monkeypatch):
     platformdirs = pytest.importorskip("platformdirs")
     monkeypatch.delenv("GPUCONV_CACHE_DIR", raising=False)
     assert autotune.cache_dir() == platformdirs.user_cache_dir("gpuconv", appauthor=False)
+
+
+def test_tf32_is_part_of_the_cache_key():
+    """A choice timed with TF32 off is not reused with it on (im2col then runs on the tensor cores)."""
+    g = conv2d_geometry((1, 8, 16, 16), (8, 8, 3, 3), 1, 1, 1, 1)
+    f32 = np.dtype(np.float32)
+    plain, tf32 = (autotune.key_of("dev", g, f32, False, 0, tc) for tc in (None, "tf32"))
+    assert plain != tf32 and plain == autotune.key_of("dev", g, f32, False, 0)

@@ -66,9 +66,12 @@ def heuristic(g, dtype, weight_viewable=True) -> str:
     return "direct"
 
 
-def key_of(device, g, dtype, has_bias, act) -> str:
+def key_of(device, g, dtype, has_bias, act, tc=None) -> str:
+    """The cache key of one layer's choice; tc "tf32" (float32 on TF32 tensor cores allowed) is part of
+    it, as it changes what im2col costs."""
+    precision = f"{dtype}+tf32" if tc == "tf32" else dtype
     return "|".join(map(str, (device, g.N, g.C, g.H, g.W, g.K, g.R, g.S, g.stride, g.dilation, g.pads, g.groups,
-                              g.padding_mode, dtype, has_bias, act)))
+                              g.padding_mode, precision, has_bias, act)))
 
 
 def cache_dir() -> str:

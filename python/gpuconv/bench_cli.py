@@ -272,7 +272,7 @@ def tune_main(args) -> int:
     import numpy as np
     from numba import cuda
 
-    from . import autotune, conv
+    from . import _precision, autotune, conv
     from ._args import conv2d_geometry
 
     known = [c.name for c in layers.FULL]
@@ -296,7 +296,8 @@ def tune_main(args) -> int:
             w = cuda.to_device(rng.standard_normal(case.w_shape, dtype=np.float32))
             conv.gpu_conv2d(x, w, stride=case.stride, padding=case.padding, groups=case.groups, algo="auto")
             cuda.synchronize()
-            choice = autotune.tuner().lookup(autotune.key_of(conv._device_name(), g, f32, False, 0))
+            choice = autotune.tuner().lookup(autotune.key_of(conv._device_name(), g, f32, False, 0,
+                                                                  _precision.tc_kind(f32, None)))
         else:
             choice = autotune.heuristic(g, f32)
         table.add_row(case.name, case.describe(), str(choice))

@@ -163,7 +163,7 @@ def gpu_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     if algo == "auto":
         candidates = _candidates(g, dtype, viewable, limit)
         if autotune.can_time():
-            key = autotune.key_of(_device_name(), g, dtype, has_bias, act_code)
+            key = autotune.key_of(_device_name(), g, dtype, has_bias, act_code, tc)
             algo = autotune.tuner().lookup(key)
         if algo not in candidates:
             algo = None if key else _heuristic(g, dtype, viewable, limit)
