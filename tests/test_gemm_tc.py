@@ -12,6 +12,7 @@ import pytest
 from numba import cuda
 
 from conftest import rel_err
+from gpuconv._precision import round_tf32
 from gpuconv.kernels import gemm_tc
 
 
@@ -35,8 +36,7 @@ def rounded(rng, shape, kind):
     if kind == "bf16":
         b = bf16_bits(x)
         return bits_f32(b).astype(np.float64), b
-    t = (x.view(np.uint32) + 0x1000) & 0xFFFFE000                 # TF32 as cvt.rna rounds it
-    return t.view(np.float32).astype(np.float64), x
+    return round_tf32(x).astype(np.float64), x                     # TF32 as cvt.rna rounds it
 
 
 def device(a, transposed):
