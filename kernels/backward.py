@@ -15,6 +15,7 @@ from numba import cuda, int32, int64, uint64
 from ._common import (INT32_MAX, c_contiguous, divmagic, general_coords, general_plane_launches,
                       magic_numbers, numba_type)
 from ._flat import load
+from ._half import element, storage
 from ._vector import SHARED_ALIGN
 
 THREADS = 256           # data gradient: up to 256 columns of one row per block, the fastest axis along threads
@@ -178,9 +179,10 @@ def bias_grad_kernel(dtype, dense=True):
     (image, pixel) index t, t + 256, ... in order, stepping by counters (no division per element); then
     a tree in shared memory adds the threads' sums in a fixed order. Both variants visit the same
     elements in the same order: dense (C-contiguous go) keeps a flat 64-bit offset, general (any
-    strides) an (n, p, q) counter."""
-    T = numba_type(dtype)
-    ZERO = np.dtype(dtype).type(0)
+    strides) an (n, p, q) counter. dtype may be a 16-bit kind ("f16", "bf16": uint16 go and gb, float32
+    sums, the result rounded once; kernels/_half.py)."""
+    _, T, wide, narrow = element(dtype)
+    ZERO = np.dtype(storage(dtype)[0]).type(0)
 
     @cuda.jit
     def bias_grad(go, gb,                         # go (N, K, P, Q), gb (K,)
@@ -199,7 +201,7 @@ def bias_grad_kernel(dtype, dense=True):
             limit = int64(N) * K * PQ
             step = dn * K * PQ + de
             while f < limit:
-                acc += load(go, f, 0)
+                acc += wide(load(go, f, 0))
                 f += step
                 e += de
                 if e >= PQ:
@@ -209,7 +211,7 @@ def bias_grad_kernel(dtype, dense=True):
             p = int64(divmagic(int32(e), magic[2], magic[3]))
             q = e - p * Q
             while n < N:
-                acc += go[uint64(n), uint64(k), uint64(p), uint64(q)]
+                acc += wide(go[uint64(n), uint64(k), uint64(p), uint64(q)])
                 n += dn
                 p += dp
                 q += dq
@@ -227,7 +229,7 @@ def bias_grad_kernel(dtype, dense=True):
                 part[t] += part[t + off]
             off //= 2
         if t == 0:
-            gb[k] = part[0]
+            gb[k] = narrow(part[0])
 
     return bias_grad
 

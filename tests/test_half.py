@@ -272,11 +272,12 @@ def test_gradients_on_tensor_cores(rng, native, no_cuda_cores, name, n, mode, ne
         assert gx is None
 
 
-def test_backward_tensor_cores_with_widened_bias(rng, no_cuda_cores):
+def test_backward_tensor_cores_and_16bit_bias(rng, native, no_cuda_cores):
     """All three gradients of unbatched float16 device arrays, stride 2: input and weight gradients on the
-    tensor cores (the CUDA-core kernels are forbidden), the bias gradient widened; each a device array
-    in the dtype, within its bound (terms per result: K·R·S = 144 for the input, P·Q = 4 for the others).
-    grad_out is a view whose pixels do not merge into one axis (copied densely for the GEMMs)."""
+    tensor cores (the CUDA-core kernels are forbidden), the bias gradient by its 16-bit build (nothing
+    widened); each a device array in the dtype, within its bound (terms per result: K·R·S = 144 for the
+    input, P·Q = 4 for the others). grad_out is a view whose pixels do not merge into one axis (copied
+    densely for the GEMMs; the bias gradient reads it in place)."""
     dt = DTYPES["float16"]
     x, x64 = rounded(rng, (2, 4, 4), dt)
     w, w64 = rounded(rng, (16, 2, 3, 3), dt)
@@ -364,6 +365,24 @@ def test_im2col_late_activation_into_strided_out(rng, native):
     assert y is dout
     want = ref.activation(ref.conv2d(x64, w64, padding=1), "tanh")
     assert rel_err(f64(y.copy_to_host()), want) <= 2 * bound("float16", 18)
+
+
+@pytest.mark.parametrize("name", ["float16", "bfloat16"])
+def test_bias_gradient_16bit_beside_widened_gradients(rng, monkeypatch, name):
+    """A depthwise layer (no tensor cores): the input and weight gradients widened, the bias gradient by
+    its 16-bit build from grad_out itself (asked alone, nothing is widened), each sum rounded once."""
+    dt = DTYPES[name]
+    x, x64 = rounded(rng, (2, 2, 5, 5), dt)
+    w, w64 = rounded(rng, (2, 1, 3, 3), dt)
+    go, go64 = rounded(rng, (2, 2, 5, 5), dt)
+    got = gpuconv.gpu_conv2d_backward(go, x, w, padding=1, groups=2)
+    want = ref.conv2d_backward(go64, x64, w64, padding=1, groups=2)
+    for g, r, k in zip(got, want, (9, 50, 50)):
+        assert g.dtype == dt and rel_err(f64(g), r) <= bound(name, k)
+    monkeypatch.setattr(_precision, "widen", lambda *a, **k: (_ for _ in ()).throw(AssertionError("widened")))
+    gx, gw, gb = gpuconv.gpu_conv2d_backward(go, x, w, padding=1, groups=2, needs=("bias",))
+    assert gx is None and gw is None
+    np.testing.assert_array_equal(gb.view(np.uint16), got[2].view(np.uint16))
 
 
 def test_other_direct_kernels_still_widen(rng, monkeypatch):

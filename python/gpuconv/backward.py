@@ -222,8 +222,9 @@ def gpu_conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, gr
     float16 / bfloat16: when each group's GEMM fills an mma tile (K/groups and C/groups·R·S >= 16) and
     no activation is fused, the weight gradient runs on the tensor cores (16-bit columns, float32
     accumulation over every image and pixel) and so does the input gradient (float32 columns Wᵀ·go
-    folded by col2im, while one image's columns fit the workspace limit); the bias gradient, and the
-    others otherwise, run the float32 kernels on float32 copies. Each result is rounded once.
+    folded by col2im, while one image's columns fit the workspace limit); the bias gradient runs its
+    16-bit build on grad_out; the others otherwise, and every gradient with a fused activation, run the
+    float32 kernels on float32 copies. Each result is rounded once.
     allow_tf32: float32 weight gradients on TF32 tensor cores when True (None: gpuconv.allow_tf32(),
     off by default).
     """
@@ -292,7 +293,8 @@ def gpu_conv2d_backward(grad_out, x, weight, stride=1, padding=0, dilation=1, gr
 
 def _half_backward(grad_out, x, weight, bias, conf, needs, activation, stream, allow_tf32):
     """gpu_conv2d_backward for 16-bit operands: every check first (on float32 stand-ins), then the weight
-    and input gradients on the tensor cores where gpu_conv2d_backward says, the rest widened."""
+    and input gradients on the tensor cores where gpu_conv2d_backward says, the bias gradient by its
+    16-bit build, the rest widened."""
     named = [("grad_out", grad_out), ("x", x), ("weight", weight), ("bias", bias)]
 
     def float32_op(needs):
@@ -306,23 +308,22 @@ def _half_backward(grad_out, x, weight, bias, conf, needs, activation, stream, a
     w_shape = _args.shape_of(weight, "weight", 4)
     g = conv.geometry(x_shape if len(x_shape) == 4 else (1,) + x_shape, w_shape, *conf,
                       None if bias is None else _args.shape_of(bias, "bias", 1))
-    if not needs & {"input", "weight"} or activation is not None or g.N == 0 or not conv.tensor_cores_pay(g):
+    if activation is not None or g.N == 0:
         return _precision.widened(float32_op(tuple(needs)), named, None, stream, checked)
     kind = kinds["grad_out"]
     s = _interop.resolve_stream(stream, kind, grad_out)
     limit = im2col.workspace_limit()
+    tc = conv.tensor_cores_pay(g)
     dplan = dw = None
-    if "input" in needs:
+    if "input" in needs and tc:
         dw = _precision.bits_view(weight, kinds["weight"], s)        # (a device weight: a view, nothing allocated)
         dplan = _data_plan(g, dtype, limit) if conv._weight_viewable(dw, g) else None
-    native = needs & {"weight"} | ({"input"} if dplan else set())
-    if not native:
-        return _precision.widened(float32_op(tuple(needs)), named, None, stream, checked)
+    native = needs & {"bias"} | (needs & {"weight"} if tc else set()) | ({"input"} if dplan else set())
     rest = tuple(n for n in NEEDS if n in needs and n not in native)
-    gx, _, gb = _precision.widened(float32_op(rest), named, None, stream, checked) if rest else (None, None, None)
+    gx, gw, _ = _precision.widened(float32_op(rest), named, None, stream, checked) if rest else (None, None, None)
 
     dgo = _precision.as_4d(_precision.bits_view(grad_out, kind, s))
-    if not _pixels_mergeable(g.out_shape, dgo):                         # a dense copy the GEMMs can walk
+    if native & {"input", "weight"} and not _pixels_mergeable(g.out_shape, dgo):   # a dense copy the GEMMs walk
         dense = cuda.device_array(g.out_shape, dtype=_precision.BITS, stream=s)
         im2col._copy(g.out_shape, dtype)(dgo, dense, s)
         dgo = dense
@@ -330,7 +331,11 @@ def _half_backward(grad_out, x, weight, bias, conf, needs, activation, stream, a
         gx32 = cuda.device_array((g.N, g.C, g.H, g.W), dtype=np.float32, stream=s)
         dplan.run(dgo, dw, gx32, kind, grad_out, s)
         gx = _narrowed(gx32, x_shape, dtype, kind, grad_out, s)
-    gw = None
+    gb = None
+    if "bias" in native:                    # the 16-bit bias-gradient build: grad_out read once, no copies
+        res, gb_bits = _precision.bits_output(None, None, (g.K,), dtype, kind, grad_out, s)
+        _bias_grad(g.K, _precision.kernel_dtype(dtype))(dgo, gb_bits, s)
+        gb = _precision.bits_result(res, gb_bits, dtype, kind, None, s)
     if "weight" in native:
         dx = _precision.as_4d(_precision.bits_view(x, kinds["x"], s))
         gw32 = cuda.device_array(w_shape, dtype=np.float32, stream=s)

@@ -206,8 +206,8 @@ def _bias_grad_args(layout):
     def args(dtype):
         from numba import types
 
-        t = _numba_t(dtype)
-        return (types.Array(t, 4, layout), types.Array(t, 1, "C"), types.UniTuple(types.uint32, 4)) + \
+        e, _ = _stored(dtype)
+        return (types.Array(e, 4, layout), types.Array(e, 1, "C"), types.UniTuple(types.uint32, 4)) + \
             (types.int64,) * 4
     return args
 
@@ -410,10 +410,10 @@ def kernel_specs() -> list[KernelSpec]:
                    "memory", "outer", 1, 1),
         KernelSpec("conv2d_data_grad", backward.data_grad_kernel, _data_grad_args, True,
                    backward.WEIGHT_BUDGET_BYTES, backward.THREADS, "compute", "fma_inner"),
-        KernelSpec("conv2d_bias_grad", backward.bias_grad_kernel, _bias_grad_args("C"), True, 0,
-                   backward.BIAS_THREADS, "memory", "outer", 1, 1),
-        KernelSpec("conv2d_bias_grad_general", P(backward.bias_grad_kernel, dense=False), _bias_grad_args("A"), True,
-                   0, backward.BIAS_THREADS, "memory", "outer", 1, 1),
+        KernelSpec("conv2d_bias_grad", H(backward.bias_grad_kernel), _bias_grad_args("C"), True, 0,
+                   backward.BIAS_THREADS, "memory", "outer", 1, 1, dtypes=ALL_FLOATS),
+        KernelSpec("conv2d_bias_grad_general", H(P(backward.bias_grad_kernel, dense=False)), _bias_grad_args("A"),
+                   True, 0, backward.BIAS_THREADS, "memory", "outer", 1, 1, dtypes=ALL_FLOATS),
         KernelSpec("max_pool2d_backward", H(P(pool.max_pool2d_backward_kernel, geometry=(3, 3, 2, 2, 1, 1))),
                    _pool_args("max_backward"), True, 0, pool.POOL_THREADS, "memory", "kernel", 1,
                    5 * pool.CELLS_PER_THREAD, 8 * pool.CELLS_PER_THREAD, dtypes=ALL_FLOATS),
