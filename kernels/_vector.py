@@ -5,6 +5,8 @@
 - `ldg(a, off)` / `stg(a, off, v)`: the element `off` elements away from a's first element (off may be
   negative: negative strides), read or written through the global address space (LDG/STG) whatever a's
   layout — Numba's own indexing of an any-layout array goes through generic LD/ST.
+- `ldg_at(a, base, off)`: ldg(a, base + off) with the address of a's element `base` computed apart (once,
+  outside a loop, for a loop-invariant base) and each load adding the sign-extended off: one IMAD.WIDE.
 - `ldg_vec(a, off)` / `stg_vec(a, off, values)`: 16 bytes at that element, as a tuple of 16 / itemsize
   elements (4 float32, 2 float64, 2 int64) in one LDG.E.128 / STG.E.128; off·itemsize and the data
   pointer must make a 16-byte aligned address.
@@ -69,6 +71,9 @@ if config.ENABLE_CUDASIM:
 
     def ldg(a, off):
         return _at(a, off)[0]
+
+    def ldg_at(a, base, off):
+        return _at(a, base + off)[0]
 
     def stg(a, off, v):
         _at(a, off)[0] = v
@@ -142,6 +147,25 @@ else:
         def codegen(context, builder, signature, args):
             ptr, _ = _element_ptr(context, builder, signature.args[0], args[0], args[1], signature.args[1], 1)
             return builder.load(ptr)
+
+        return sig, codegen
+
+    @intrinsic
+    def ldg_at(typingctx, a, base, off):
+        """ldg(a, base + off) as two address steps, a's data + base then + off (sign-extended), so that a
+        loop-invariant base's address is computed once, outside the loop, and each load adds one offset."""
+        if not isinstance(a, types.Array) or not isinstance(base, types.Integer) or not isinstance(off, types.Integer):
+            return None
+        sig = a.dtype(a, base, off)
+
+        def codegen(context, builder, signature, args):
+            origin, elem = _element_ptr(context, builder, signature.args[0], args[0], args[1], signature.args[1], 1)
+            # through an opaque move: LLVM would otherwise fold the two steps back into data + (base + off)
+            i64 = ir.IntType(64)
+            moved = builder.asm(ir.FunctionType(i64, [i64]), "mov.b64 $0, $1;", "=l,l",
+                                [builder.ptrtoint(origin, i64)], False)
+            step = context.cast(builder, args[2], signature.args[2], types.intp)
+            return builder.load(builder.gep(builder.inttoptr(moved, origin.type), [step]))
 
         return sig, codegen
 

@@ -19,12 +19,18 @@ Global loads are 16-byte vectors (8 halves, 4 floats) when the call's operand al
 gemm.vector_ok), else elements along the contiguous axis. Tiles inside M×N run a check-free K loop
 plus a checked remainder step; edge tiles a checked loop (as kernels/gemm.py). Stores and batches as
 kernels/gemm.py ("matrix", "nchw"), with its grid (tiles in x, products in y, launches of ≤ 65,535).
+
+Implicit GEMM (kernels/implicit_gemm.py) replaces B by x gathered through a tap table: each thread
+owns one pixel of the tile and gathers 2 vectors of consecutive taps per step (8 halves or 4 TF32 in 4
+words, stored along K). The gather's address work needs the registers a prefetch would hold, so that
+build fetches a step's tiles after its multiply, B one vector at a time, and leaves the latency to the
+SM's other warps. ldmatrix rows are addressed from two per-thread offsets plus compile-time constants.
 """
 
 import functools
 
 import numpy as np
-from numba import cuda, float32, int64, uint32, uint64
+from numba import cuda, float32, int32, int64, uint32, uint64
 
 from ._common import ACT_NONE, epilogue
 from ._half import from_f32, to_f32
@@ -59,17 +65,25 @@ def k_step(kind) -> int:
 
 @functools.cache
 def gemm_tc_kernel(kind, store, bias_mode=BIAS_NONE, act=ACT_NONE, accumulate=False, a_k_contig=True,
-                   b_n_contig=True, vec_a=True, vec_b=True, out_f32=False):
+                   b_n_contig=True, vec_a=True, vec_b=True, out_f32=False, b_gather=None):
     """The tensor-core GEMM for one kind ("f16", "bf16", "tf32"), store, epilogue, operand layout and
     load width (see the module docstring). out_f32: C is float32 for 16-bit operands too (read by
-    `accumulate` and written without rounding: sums over several products rounded once, by the caller)."""
+    `accumulate` and written without rounding: sums over several products rounded once, by the caller).
+    b_gather: None for a matrix B, else implicit GEMM's (fast, checked, setup) device functions
+    (kernels/implicit_gemm.py tc_gather_loader): B is the convolution input, each thread gathering the
+    taps of one pixel along K (the tile stored along K, as for b_n_contig=False)."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if b_gather is not None and (b_n_contig or vec_b):
+        raise ValueError("a gathered B is fetched along K (each thread owns one pixel): b_n_contig=False, vec_b=False")
     if store not in STORES:
         raise ValueError(f"store must be one of {STORES}, got {store!r}")
     if act not in FUSED_ACTS:
         raise ValueError(f"the GEMM epilogue fuses activation codes {FUSED_ACTS}, got {act}")
     HALF = kind != "tf32"
+    GATHER = b_gather is not None
+    if GATHER:
+        gather_fast, gather_checked, gather_setup = b_gather
     C16 = HALF and not out_f32          # C holds 16-bit bits (else float32)
     FENCED = accumulate and out_f32
     EPW = elements_per_word(kind)
@@ -136,34 +150,46 @@ def gemm_tc_kernel(kind, store, bias_mode=BIAS_NONE, act=ACT_NONE, accumulate=Fa
                 S[base + uint64(r) * uint64(LDMN) + uint64(c + j)] = w[j]
 
     @cuda.jit(device=True, inline=True)
-    def multiply(As, Bs, abuf, bbuf, kc, tid, acc):
-        """One K chunk (16 halves or 8 TF32: 8 words) of the step: fragments by ldmatrix, 4 × 4 mma."""
+    def ld_bases(tid):
+        """The thread's word offsets, in a tile buffer, of the rows it gives ldmatrix for the first (mt, kc)
+        fragment of A and the first (pair of nt, kc) of B; every other fragment is at a compile-time
+        constant from them (so the loop keeps two offsets live, and the constants go into LDSM's
+        immediate), computed once per thread."""
         lane = tid % 32
         wm = (tid // 32) // (BN // WARP_N)
         wn = (tid // 32) % (BN // WARP_N)
         i = lane // 8
         r8 = lane % 8
+        if A_ALONG_K:
+            a = (wm * WARP_M + lane % 16) * LDK + (lane // 16) * 4
+        else:
+            a = ((i // 2) * 8 + r8) * LDMN + (wm * WARP_M + (i % 2) * 8) // 2
+        if B_ALONG_K:
+            b = (wn * WARP_N + (i // 2) * 8 + r8) * LDK + (i % 2) * 4
+        else:
+            b = ((i % 2) * 8 + r8) * LDMN + (wn * WARP_N + (i // 2) * 8) // 2
+        return uint64(a), uint64(b)
+
+    @cuda.jit(device=True, inline=True)
+    def multiply(As, Bs, abuf, bbuf, kc, ld, acc):
+        """One K chunk (16 halves or 8 TF32: 8 words) of the step: fragments by ldmatrix, 4 × 4 mma."""
         b0 = cuda.local.array(NT, dtype=uint32)
         b1 = cuda.local.array(NT, dtype=uint32)
         for p in range(NT // 2):                 # two n8 tiles per ldmatrix.x4
             nt = 2 * p
             if B_ALONG_K:
-                off = (wn * WARP_N + (nt + i // 2) * 8 + r8) * LDK + kc * 8 + (i % 2) * 4
-                f = ldsm_x4(Bs, bbuf + uint64(off))
+                f = ldsm_x4(Bs, bbuf + ld[1] + uint64(nt * 8 * LDK + kc * 8))
             else:
-                off = (kc * 16 + (i % 2) * 8 + r8) * LDMN + (wn * WARP_N + (nt + i // 2) * 8) // 2
-                f = ldsm_x4_t(Bs, bbuf + uint64(off))
+                f = ldsm_x4_t(Bs, bbuf + ld[1] + uint64(kc * 16 * LDMN + nt * 4))
             b0[nt] = f[0]
             b1[nt] = f[1]
             b0[nt + 1] = f[2]
             b1[nt + 1] = f[3]
         for mt in range(MT):
             if A_ALONG_K:
-                off = (wm * WARP_M + mt * 16 + lane % 16) * LDK + kc * 8 + (lane // 16) * 4
-                a = ldsm_x4(As, abuf + uint64(off))
+                a = ldsm_x4(As, abuf + ld[0] + uint64(mt * 16 * LDK + kc * 8))
             else:
-                off = (kc * 16 + (i // 2) * 8 + r8) * LDMN + (wm * WARP_M + mt * 16 + (i % 2) * 8) // 2
-                a = ldsm_x4_t(As, abuf + uint64(off))
+                a = ldsm_x4_t(As, abuf + ld[0] + uint64(kc * 16 * LDMN + mt * 8))
             for nt in range(NT):
                 d = mma(a[0], a[1], a[2], a[3], b0[nt], b1[nt], acc[mt, nt, 0], acc[mt, nt, 1], acc[mt, nt, 2],
                         acc[mt, nt, 3])
@@ -173,9 +199,9 @@ def gemm_tc_kernel(kind, store, bias_mode=BIAS_NONE, act=ACT_NONE, accumulate=Fa
                 acc[mt, nt, 3] = d[3]
 
     @cuda.jit(device=True, inline=True)
-    def multiply_step(As, Bs, abuf, bbuf, tid, acc):
-        multiply(As, Bs, abuf, bbuf, 0, tid, acc)
-        multiply(As, Bs, abuf, bbuf, 1, tid, acc)
+    def multiply_step(As, Bs, abuf, bbuf, ld, acc):
+        multiply(As, Bs, abuf, bbuf, 0, ld, acc)
+        multiply(As, Bs, abuf, bbuf, 1, ld, acc)
 
     @cuda.jit(device=True, inline=True)
     def geo_a(tid, h):
@@ -195,7 +221,11 @@ def gemm_tc_kernel(kind, store, bias_mode=BIAS_NONE, act=ACT_NONE, accumulate=Fa
 
     @cuda.jit(device=True, inline=True)
     def geo_b(tid, h):
-        """As geo_a for B: (k, n) of the first element, (shared row, word)."""
+        """As geo_a for B: (k, n) of the first element, (shared row, word). A gathered B: the thread's one
+        pixel n = tid % BN (a warp's lanes, neighbouring pixels), vectors 2·(tid // BN) + h along K."""
+        if GATHER:
+            j = (tid // BN) * 2 + h
+            return j * VE, tid % BN, tid % BN, j * 4
         v = tid + h * THREADS
         if b_n_contig:
             k = v // (BN // VE)
@@ -208,58 +238,104 @@ def gemm_tc_kernel(kind, store, bias_mode=BIAS_NONE, act=ACT_NONE, accumulate=Fa
         return k, n, n, (v % 4) * 4
 
     @cuda.jit(device=True, inline=True)
-    def fetch_all(A, B, offs, steps_e, m0, n0, M, N, K, k0, tid, checked):
-        """The thread's two vectors of A and two of B for the step at k0."""
-        a_rs, a_cs = (0, 1) if a_k_contig else (1, 0)      # (row, col) steps of a vector's elements
+    def fetch_b(B, offs, steps_e, ktab, st, k0, n0, K, N, tid, h, checked):
+        """The thread's vector h of B for the step at k0 (gathered, or fetched from the matrix)."""
+        bk, bn, _, _ = geo_b(tid, h)
+        if GATHER:
+            if checked:
+                return gather_checked(B, ktab, st, k0 + bk, n0 + bn, K, N)
+            return gather_fast(B, ktab, st, k0 + bk)
         b_rs, b_cs = (0, 1) if b_n_contig else (1, 0)
+        return fetch(B, offs[2 + h], steps_e[1], k0 + bk, n0 + bn, K, N, b_rs, b_cs, checked, vec_b)
+
+    @cuda.jit(device=True, inline=True)
+    def fetch_a2(A, offs, steps_e, m0, M, K, k0, tid):
+        """The thread's two vectors of A for the (check-free) step at k0."""
+        a_rs, a_cs = (0, 1) if a_k_contig else (1, 0)      # (row, col) steps of a vector's elements
         am0, ak0, _, _ = geo_a(tid, 0)
         am1, ak1, _, _ = geo_a(tid, 1)
-        bk0, bn0, _, _ = geo_b(tid, 0)
-        bk1, bn1, _, _ = geo_b(tid, 1)
-        return (fetch(A, offs[0], steps_e[0], m0 + am0, k0 + ak0, M, K, a_rs, a_cs, checked, vec_a),
-                fetch(A, offs[1], steps_e[0], m0 + am1, k0 + ak1, M, K, a_rs, a_cs, checked, vec_a),
-                fetch(B, offs[2], steps_e[1], k0 + bk0, n0 + bn0, K, N, b_rs, b_cs, checked, vec_b),
-                fetch(B, offs[3], steps_e[1], k0 + bk1, n0 + bn1, K, N, b_rs, b_cs, checked, vec_b))
+        return (fetch(A, offs[0], steps_e[0], m0 + am0, k0 + ak0, M, K, a_rs, a_cs, False, vec_a),
+                fetch(A, offs[1], steps_e[0], m0 + am1, k0 + ak1, M, K, a_rs, a_cs, False, vec_a))
 
     @cuda.jit(device=True, inline=True)
-    def put_all(As, Bs, base, tid, v):
+    def fetch_b2(B, offs, steps_e, ktab, st, n0, K, N, k0, tid):
+        """... and of B."""
+        return (fetch_b(B, offs, steps_e, ktab, st, k0, n0, K, N, tid, 0, False),
+                fetch_b(B, offs, steps_e, ktab, st, k0, n0, K, N, tid, 1, False))
+
+    @cuda.jit(device=True, inline=True)
+    def put_a2(As, base, tid, va):
         _, _, ar0, ac0 = geo_a(tid, 0)
         _, _, ar1, ac1 = geo_a(tid, 1)
-        _, _, br0, bc0 = geo_b(tid, 0)
-        _, _, br1, bc1 = geo_b(tid, 1)
-        put(As, base, A_PUT, ar0, ac0, v[0])
-        put(As, base, A_PUT, ar1, ac1, v[1])
-        put(Bs, base, B_PUT, br0, bc0, v[2])
-        put(Bs, base, B_PUT, br1, bc1, v[3])
+        put(As, base, A_PUT, ar0, ac0, va[0])
+        put(As, base, A_PUT, ar1, ac1, va[1])
 
     @cuda.jit(device=True, inline=True)
-    def k_loop(A, B, As, Bs, acc, offs, steps_e, m0, n0, M, N, K, k0, steps, tid):
+    def put_b(Bs, base, tid, h, w):
+        _, _, br, bc = geo_b(tid, h)
+        put(Bs, base, B_PUT, br, bc, w)
+
+    @cuda.jit(device=True, inline=True)
+    def put_all(As, Bs, base, tid, va, vb):
+        put_a2(As, base, tid, va)
+        put_b(Bs, base, tid, 0, vb[0])
+        put_b(Bs, base, tid, 1, vb[1])
+
+    @cuda.jit(device=True, inline=True)
+    def put_gathered(As, Bs, base, tid, A, B, offs, steps_e, ktab, st, m0, M, k0, n0, K, N):
+        """Fetch and store the step's A vectors and its gathered B vectors, B one vector at a time (check-free)."""
+        va = fetch_a2(A, offs, steps_e, m0, M, K, k0, tid)
+        vb = fetch_b(B, offs, steps_e, ktab, st, k0, n0, K, N, tid, 0, False)
+        put_a2(As, base, tid, va)
+        put_b(Bs, base, tid, 0, vb)
+        cuda.threadfence_block()  # a compiler fence: the second vector's loads are not hoisted above the
+        #                           first's store (both at once would not fit in registers)
+        put_b(Bs, base, tid, 1, fetch_b(B, offs, steps_e, ktab, st, k0, n0, K, N, tid, 1, False))
+
+    @cuda.jit(device=True, inline=True)
+    def k_loop(A, B, As, Bs, acc, offs, steps_e, ktab, st, m0, n0, M, N, K, k0, steps, tid):
         """`steps` K steps from k0 (offs at k0, left at the last step): the first fetched and stored, then
         each multiplied while the next is fetched into registers (double-buffered). The fetch is not
         conditional — the last step fetches itself again — because NVVM sinks a conditional fetch below
-        the multiply, which then waits for the loads instead of hiding them."""
-        v = fetch_all(A, B, offs, steps_e, m0, n0, M, N, K, k0, tid, False)
-        put_all(As, Bs, uint64(0), tid, v)
+        the multiply, which then waits for the loads instead of hiding them. With a gathered B the step's
+        tiles are fetched after the multiply, B one vector at a time (its table reads, addresses and taps
+        would not fit in registers beside the fragments and accumulators; the SM's other warps hide the
+        latency)."""
+        ld = ld_bases(tid)
+        if GATHER:
+            put_gathered(As, Bs, uint64(0), tid, A, B, offs, steps_e, ktab, st, m0, M, int32(k0), n0, K, N)
+        else:
+            put_all(As, Bs, uint64(0), tid, fetch_a2(A, offs, steps_e, m0, M, K, k0, tid),
+                    fetch_b2(B, offs, steps_e, ktab, st, n0, K, N, k0, tid))
         cuda.syncthreads()  # the first step's tiles are in shared memory before anyone reads them
-        for step in range(steps):
+        n = int32(steps)    # a 32-bit counter (K < 2**31 steps): one register less than int64
+        for step in range(n):
             buf = uint64(step & 1) * uint64(STAGE)
             nxt = uint64((step + 1) & 1) * uint64(STAGE)
-            more = step + 1 < steps
+            more = step + 1 < n
             if more:
                 for h in range(2):
                     offs[h] += steps_e[2]
                     offs[2 + h] += steps_e[3]
-            v = fetch_all(A, B, offs, steps_e, m0, n0, M, N, K, k0 + (step + 1 if more else step) * BK, tid, False)
-            multiply_step(As, Bs, buf, buf, tid, acc)
-            put_all(As, Bs, nxt, tid, v)        # the other buffer: its last readers passed the previous sync
+            kn = k0 + int64(step + 1 if more else step) * BK
+            if not GATHER:
+                va = fetch_a2(A, offs, steps_e, m0, M, K, kn, tid)
+                vb = fetch_b2(B, offs, steps_e, ktab, st, n0, K, N, kn, tid)
+            multiply_step(As, Bs, buf, buf, ld, acc)
+            # into the other buffer: its last readers passed the previous sync
+            if GATHER:
+                # (a 32-bit tap index: the launcher checks K < 2**31; one register less across the loop)
+                put_gathered(As, Bs, nxt, tid, A, B, offs, steps_e, ktab, st, m0, M, int32(kn), n0, K, N)
+            else:
+                put_all(As, Bs, nxt, tid, va, vb)
             cuda.syncthreads()  # the next step's tiles are written, and this step's reads are done
 
     @cuda.jit(device=True, inline=True)
-    def k_loop_checked(A, B, As, Bs, acc, offs, steps_e, m0, n0, M, N, K, k0, steps, tid):
+    def k_loop_checked(A, B, As, Bs, acc, offs, steps_e, ktab, st, m0, n0, M, N, K, k0, steps, tid):
         """`steps` K steps from k0 with every element checked (edge tiles, remainders): fetched straight
         into shared memory (no prefetch: its registers would not fit beside the accumulators)."""
         a_rs, a_cs = (0, 1) if a_k_contig else (1, 0)      # (row, col) steps of a vector's elements
-        b_rs, b_cs = (0, 1) if b_n_contig else (1, 0)
+        ld = ld_bases(tid)
         for step in range(steps):
             buf = uint64(step & 1) * uint64(STAGE)
             kk = k0 + step * BK
@@ -271,11 +347,10 @@ def gemm_tc_kernel(kind, store, bias_mode=BIAS_NONE, act=ACT_NONE, accumulate=Fa
                 put(As, buf, A_PUT, ar, ac, fetch(A, offs[h], steps_e[0], m0 + am, kk + ak, M, K, a_rs, a_cs, True,
                                                   vec_a))
                 cuda.syncthreads()  # (a compiler fence: see above)
-                bk, bn, br, bc = geo_b(tid, h)
-                put(Bs, buf, B_PUT, br, bc, fetch(B, offs[2 + h], steps_e[1], kk + bk, n0 + bn, K, N, b_rs, b_cs,
-                                                  True, vec_b))
+                _, _, br, bc = geo_b(tid, h)
+                put(Bs, buf, B_PUT, br, bc, fetch_b(B, offs, steps_e, ktab, st, kk, n0, K, N, tid, h, True))
                 cuda.syncthreads()  # the step's tiles are written (after the last one) before anyone reads them
-            multiply_step(As, Bs, buf, buf, tid, acc)
+            multiply_step(As, Bs, buf, buf, ld, acc)
             for h in range(2):
                 offs[h] += steps_e[2]
                 offs[2 + h] += steps_e[3]
@@ -300,8 +375,9 @@ def gemm_tc_kernel(kind, store, bias_mode=BIAS_NONE, act=ACT_NONE, accumulate=Fa
             stg(C, off, v)
 
     @cuda.jit(**JIT_OPTIONS)
-    def gemm_tc(A, B, C, bias,              # A (ga, M, K), B (gb, K, N), C by `store`; 16-bit data as uint16 views
-                M, N, K, n_tiles, g0, img0, pix0, alpha):
+    def gemm_tc(A, B, C, bias,              # A (ga, M, K), B (gb, K, N) or x (gathered), C by `store`; 16-bit data
+                M, N, K, n_tiles, g0, img0, pix0, alpha,   # as uint16 views
+                conv, ktab):                # implicit GEMM's geometry and tap table (else unused)
         As = cuda.shared.array(SMEM_WORDS, dtype=uint32, alignment=SHARED_ALIGN)
         Bs = cuda.shared.array(SMEM_WORDS, dtype=uint32, alignment=SHARED_ALIGN)
         acc = cuda.local.array((MT, NT, 4), dtype=float32)
@@ -310,10 +386,13 @@ def gemm_tc_kernel(kind, store, bias_mode=BIAS_NONE, act=ACT_NONE, accumulate=Fa
                 for r in range(4):
                     acc[mt, nt, r] = float32(0)
         tid = cuda.threadIdx.x
-        tile_id = cuda.blockIdx.x
-        mt_ = tile_id // n_tiles
-        m0 = int64(mt_) * BM
-        n0 = int64(tile_id - mt_ * n_tiles) * BN
+        # the tile's first row and column, zero-extended from 32 bits (the launcher checks M, N < 2**31):
+        # their high words are known zeros, not registers kept to the epilogue
+        tile_id = uint32(cuda.blockIdx.x)
+        tiles_n = uint32(n_tiles)
+        mt_ = uint32(tile_id // tiles_n)
+        m0 = int64(uint32(mt_ * uint32(BM)))
+        n0 = int64(uint32((tile_id - mt_ * tiles_n) * uint32(BN)))
         g = g0 + int64(cuda.blockIdx.z)
         groups = A.shape[0]
         isz = A.itemsize
@@ -321,31 +400,44 @@ def gemm_tc_kernel(kind, store, bias_mode=BIAS_NONE, act=ACT_NONE, accumulate=Fa
         sa_g = A.strides[0] // isz if A.shape[0] > 1 else 0
         sa_m = A.strides[1] // isz
         sa_k = A.strides[2] // isz
-        sb_g = B.strides[0] // isz if B.shape[0] > 1 else 0
-        sb_k = B.strides[1] // isz
-        sb_n = B.strides[2] // isz
         a_base = (g % A.shape[0]) * sa_g
-        b_base = (g % B.shape[0]) * sb_g
-        offs = cuda.local.array(4, dtype=int64)        # element offsets of the two A and two B vectors
+        # element offsets of the two A and two B vectors (a gathered B: none; A's in 32 bits, as the
+        # launcher checks: that build has no register to spare)
+        offs = cuda.local.array(4, dtype=int32 if GATHER else int64)
         for h in range(2):
             ar, ac, _, _ = geo_a(tid, h)
-            br, bc, _, _ = geo_b(tid, h)
             offs[h] = a_base + (m0 + ar) * sa_m + ac * sa_k
-            offs[2 + h] = b_base + br * sb_k + (n0 + bc) * sb_n
-        steps_e = (sa_k if a_k_contig else sa_m, sb_n if b_n_contig else sb_k, BK * sa_k, BK * sb_k)
+        if GATHER:      # B's offsets are the gather's: its state for the thread's pixel
+            st = gather_setup(B, g, groups, img0, pix0, n0 + tid % BN, conv)
+            sb_k = int64(0)
+            b_vstep = int64(0)
+            offs[2] = int64(0)
+            offs[3] = int64(0)
+        else:
+            st = (int64(0), int32(0), int32(0), int64(0))
+            sb_g = B.strides[0] // isz if B.shape[0] > 1 else 0
+            sb_k = B.strides[1] // isz
+            sb_n = B.strides[2] // isz
+            b_base = (g % B.shape[0]) * sb_g
+            for h in range(2):
+                br, bc, _, _ = geo_b(tid, h)
+                offs[2 + h] = b_base + br * sb_k + (n0 + bc) * sb_n
+            b_vstep = sb_n if b_n_contig else sb_k
+        steps_e = (sa_k if a_k_contig else sa_m, b_vstep, BK * sa_k, BK * sb_k)
 
         interior = m0 + BM <= M and n0 + BN <= N and K >= BK
         if interior:        # whole K steps without checks, then a checked remainder
             full = K // BK
-            k_loop(A, B, As, Bs, acc, offs, steps_e, m0, n0, M, N, K, int64(0), full, tid)
+            k_loop(A, B, As, Bs, acc, offs, steps_e, ktab, st, m0, n0, M, N, K, int64(0), full, tid)
             if K - full * BK > 0:
                 for h in range(2):      # past the last whole step
                     offs[h] += steps_e[2]
                     offs[2 + h] += steps_e[3]
                 cuda.syncthreads()  # every warp is done with the last step's buffer before it is rewritten
-                k_loop_checked(A, B, As, Bs, acc, offs, steps_e, m0, n0, M, N, K, full * BK, 1, tid)
+                k_loop_checked(A, B, As, Bs, acc, offs, steps_e, ktab, st, m0, n0, M, N, K, full * BK, 1, tid)
         else:               # an edge tile: every element checked
-            k_loop_checked(A, B, As, Bs, acc, offs, steps_e, m0, n0, M, N, K, int64(0), (K + BK - 1) // BK, tid)
+            k_loop_checked(A, B, As, Bs, acc, offs, steps_e, ktab, st, m0, n0, M, N, K, int64(0), (K + BK - 1) // BK,
+                           tid)
 
         # epilogue: accumulator r of mma tile (mt, nt) is row g + 8·(r // 2), column 2t + r % 2
         isc = C.itemsize                # (A's itemsize may differ: a float32 C of 16-bit operands)
@@ -386,15 +478,19 @@ def gemm_tc_kernel(kind, store, bias_mode=BIAS_NONE, act=ACT_NONE, accumulate=Fa
 
 
 def launch_gemm_tc(kind, store, M, N, K, batch, a_k_contig, b_n_contig, bias_mode=BIAS_NONE, act=ACT_NONE,
-                   alpha=0.0, accumulate=False, out_f32=False):
-    """A launch closure launch(A, B, C, bias, img0, pix0, stream) for fixed extents, layouts and epilogue;
-    16-bit operands, outputs and bias are passed as uint16 views (out_f32: C float32, see gemm_tc_kernel).
-    Each call picks the vector or element build per operand from the call's arrays."""
+                   alpha=0.0, accumulate=False, out_f32=False, b_gather=None, conv=None):
+    """A launch closure launch(A, B, C, bias, img0, pix0, stream, ktab=None) for fixed extents, layouts and
+    epilogue; 16-bit operands, outputs and bias are passed as uint16 views (out_f32: C float32, see
+    gemm_tc_kernel). b_gather and conv (its 9-tuple of geometry) replace the matrix B (implicit GEMM,
+    which passes its tap table as ktab; b_n_contig must then be False). Each call picks the vector or
+    element build per operand from the call's arrays."""
     # Launch plan: grid (m_tiles · n_tiles, 1, products per launch) of 256-thread blocks (8 warps), one 128×128
     # tile of C per block; products past 65,535 in further launches, each told its first product g0.
-    from .gemm import vector_ok
+    from .gemm import _NO_CONV, vector_ok
 
     m_tiles, n_tiles = -(-M // BM), -(-N // BN)
+    if max(M, N) >= 2**31:
+        raise ValueError(f"the tensor-core GEMM needs M and N below 2**31, got {M}×{N}")
     if m_tiles * n_tiles > MAX_GRID_X:
         raise ValueError(f"a {M}×{N} product needs {m_tiles * n_tiles} tiles, over CUDA's grid.x limit")
     grid_x = m_tiles * n_tiles
@@ -403,16 +499,20 @@ def launch_gemm_tc(kind, store, M, N, K, batch, a_k_contig, b_n_contig, bias_mod
     isz = 4 if kind == "tf32" else 2
     a_axis = 2 if a_k_contig else 1
     b_axis = 2 if b_n_contig else 1
+    gather = b_gather is not None
+    conv = tuple(int(v) for v in conv) if conv is not None else _NO_CONV
     kernels = {}
 
-    def launch(A, B, C, bias, img0, pix0, stream):
-        key = (vector_ok(A, a_axis, isz), vector_ok(B, b_axis, isz))
+    def launch(A, B, C, bias, img0, pix0, stream, ktab=None):
+        key = (vector_ok(A, a_axis, isz), (not gather) and vector_ok(B, b_axis, isz))
         kernel = kernels.get(key)
         if kernel is None:
             kernel = kernels[key] = gemm_tc_kernel(kind, store, bias_mode, act, accumulate, a_k_contig, b_n_contig,
-                                                   *key, out_f32=out_f32)
+                                                   *key, out_f32=out_f32, b_gather=b_gather)
+        tab = ktab if ktab is not None else bias
         for g0, count in chunks:
-            kernel[(grid_x, 1, count), THREADS, stream](A, B, C, bias, M, N, K, n_tiles, g0, img0, pix0, alpha)
+            kernel[(grid_x, 1, count), THREADS, stream](A, B, C, bias, M, N, K, n_tiles, g0, img0, pix0, alpha, conv,
+                                                     tab)
 
     launch.grids = [(grid_x, 1, count) for _, count in chunks]
     return launch

@@ -4,8 +4,8 @@
 carried beside them ("f16" / "bf16", kernels/_half.py): Numba has no bfloat16, and PyTorch exports no
 CUDA array interface for it, so a bfloat16 tensor travels as an int16 view of the same memory.
 
-The tensor-core paths (gpu_matmul, gpu_linear, gpu_conv2d's im2col, gpu_conv2d_backward's weight and
-input gradients), the pooling ops (forward and backward), the depthwise kernel and the activation passes
+The tensor-core paths (gpu_matmul, gpu_linear, gpu_conv2d's im2col and implicit GEMM,
+gpu_conv2d_backward's weight and input gradients), the pooling ops (forward and backward), the depthwise kernel and the activation passes
 read the 16-bit data natively (`operand`, `output`, `result`, `kernel_dtype`). Every other op runs
 `widened`: its 16-bit inputs are widened into float32 device temporaries
 (kernels/convert.py), the float32 op runs on them, and its floating-point results are rounded (to

@@ -100,7 +100,7 @@ def gpu_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     ValueError/TypeError before anything is allocated or launched.
     """
     half = _precision.any_half(x, weight, bias)
-    if half and algo not in ("auto", "im2col", "direct"):
+    if half and algo not in ("auto", "im2col", "implicit_gemm", "direct"):
         return _precision.widened(
             lambda x, w, b, s, o: gpu_conv2d(x, w, b, stride, padding, dilation, groups, padding_mode=padding_mode,
                                              activation=activation, algo=algo, out=o, stream=s, _kernel=_kernel),
@@ -184,14 +184,18 @@ def gpu_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     return _precision.result(res, dy, dtype, kind, out, s)
 
 
+TC_ALGOS = ("im2col", "implicit_gemm")     # the algorithms with a tensor-core build
+
+
 @functools.lru_cache(maxsize=1024)
 def _native_half(g, algo, kernel):
-    """The algorithm a 16-bit call runs on its 16-bit data ("im2col" on the tensor cores, "direct": the
-    depthwise kernel's 16-bit build), or None to widen: "im2col" as asked, "auto" where tensor_cores_pay,
-    else "auto" and "direct" where dispatch (in float32, whose staging the 16-bit build shares) picks
-    the depthwise kernel or `kernel` forces it."""
-    if algo == "im2col" or (algo == "auto" and tensor_cores_pay(g)):
-        return "im2col"
+    """The algorithm a 16-bit call runs on its 16-bit data (TC_ALGOS on the tensor cores, "direct": the
+    depthwise kernel's 16-bit build), or None to widen: TC_ALGOS as asked, "auto" where tensor_cores_pay
+    (then one of TC_ALGOS: timed on a GPU, else "im2col"; see _candidates), else "auto" and "direct"
+    where dispatch (in float32, whose staging the 16-bit build shares) picks the depthwise kernel or
+    `kernel` forces it."""
+    if algo in TC_ALGOS or (algo == "auto" and tensor_cores_pay(g)):
+        return algo
     if (kernel or choose_direct_kernel(g, np.float32)) == "depthwise":
         return "direct"
     return None
@@ -214,11 +218,11 @@ class _DirectPlan:
 @functools.lru_cache(maxsize=1024)
 def _plan(algo, g, dtype, has_bias, act_code, alpha, kernel, limit, tc=None):
     """The configured plan of one algorithm for one shape, options and workspace limit, built once; tc
-    (a tensor-core kind, _precision.tc_kind) applies to "im2col"."""
+    (a tensor-core kind, _precision.tc_kind) applies to "im2col" and "implicit_gemm"."""
     if algo in winograd.ALGOS:
         return winograd.plan(g, dtype, winograd.ALGOS[algo], has_bias, act_code, alpha, limit)
     if algo == "implicit_gemm":
-        return im2col.implicit_plan(g, dtype, has_bias, act_code, alpha)
+        return im2col.implicit_plan(g, dtype, has_bias, act_code, alpha, tc)
     if algo in ("im2col", "im2col_cublas"):
         if algo == "im2col_cublas":
             im2col.check_cublas()
@@ -232,11 +236,15 @@ _ACT_NAMES = {v: k for k, v in _common.ACT_CODES.items()}
 
 @functools.lru_cache(maxsize=1024)
 def _candidates(g, dtype, viewable, limit):
-    return tuple(autotune.eligible(g, dtype, viewable))
+    """The algorithms "auto" may pick: for 16-bit inputs only the tensor-core ones (see _native_half)."""
+    ok = autotune.eligible(g, dtype, viewable)
+    return tuple(a for a in ok if a in TC_ALGOS) if dtype in _precision.HALF_DTYPES else tuple(ok)
 
 
 @functools.lru_cache(maxsize=1024)
 def _heuristic(g, dtype, viewable, limit):
+    if dtype in _precision.HALF_DTYPES:     # untimed: im2col (its GEMM's loads are 16-byte vectors)
+        return next(a for a in ("im2col", "implicit_gemm") if a in _candidates(g, dtype, viewable, limit))
     return autotune.heuristic(g, dtype, viewable)
 
 

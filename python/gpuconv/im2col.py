@@ -1,8 +1,8 @@
 """gpu_conv2d's GEMM algorithms: unfold the input into columns, then one batched GEMM per chunk
 (im2col), or gather the columns' tiles inside the GEMM (implicit_gemm).
 
-im2col also runs on the tensor cores (gpuconv.kernels.gemm_tc): float16 / bfloat16 operands are
-unfolded as raw 16-bit bits (im2col only moves values; zero padding is the bit pattern 0) and
+Both also run on the tensor cores (gpuconv.kernels.gemm_tc): float16 / bfloat16 operands are unfolded
+(or gathered) as raw 16-bit bits (these only move values; zero padding is the bit pattern 0) and
 multiplied with float32 accumulation, the result rounded to the dtype; float32 ones on TF32 when allowed.
 
 algo="im2col" multiplies with our GEMM (gpuconv.kernels.gemm), writing straight into the NCHW output
@@ -174,9 +174,10 @@ class ImplicitGemmPlan:
     """algo="implicit_gemm": the GEMM with its B tiles gathered from x (no workspace), one launch over
     every (image, group) (the launcher splits batches past CUDA's grid limit). A pointwise layer (1×1,
     stride 1, no padding) needs no gather: B is x itself, (images·groups, C/groups, H·W), when x's
-    strides allow that view."""
+    strides allow that view. tc: as Im2colPlan's (the tensor-core GEMM, gathering 16-bit bits or
+    TF32-rounded floats)."""
 
-    def __init__(self, g, dtype, has_bias, act, alpha):
+    def __init__(self, g, dtype, has_bias, act, alpha, tc=None):
         self.g, self.dtype = g, np.dtype(dtype)
         self.crs_g = g.C // g.groups * g.R * g.S
         self.k_g = g.K // g.groups
@@ -186,12 +187,14 @@ class ImplicitGemmPlan:
         mode = _common.PAD_CODES[g.padding_mode]
         self.pointwise = (g.R, g.S, g.stride, g.pads) == (1, 1, (1, 1), (0, 0, 0, 0))
         if self.pointwise:
-            self.matrix = kgemm.launch_gemm(dtype, "nchw", self.k_g, g.P * g.Q, self.crs_g, g.N * g.groups, True,
-                                            True, bias_mode, act_fused, alpha)
-        self.gather = kimplicit.launch_implicit_gemm(g, dtype, g.N, mode, bias_mode, act_fused, alpha)
+            extents = (self.k_g, g.P * g.Q, self.crs_g, g.N * g.groups, True, True, bias_mode, act_fused, alpha)
+            self.matrix = (kgemm_tc.launch_gemm_tc(tc, "nchw", *extents) if tc else
+                           kgemm.launch_gemm(dtype, "nchw", *extents))
+        self.gather = kimplicit.launch_implicit_gemm(g, dtype, g.N, mode, bias_mode, act_fused, alpha, tc)
         self._tables = None
         late = None if fused or act == _common.ACT_NONE else act
-        self.late = None if late is None else epilogue.launch_activation(g.out_shape, dtype, late, alpha)
+        self.late = None if late is None else epilogue.launch_activation(g.out_shape, _precision.kernel_dtype(dtype),
+                                                                         late, alpha)
 
     def tables(self):
         """The tap tables on the device, made on first use (one per plan)."""
@@ -226,8 +229,8 @@ class ImplicitGemmPlan:
 
 
 @functools.lru_cache(maxsize=1024)
-def implicit_plan(g, dtype, has_bias, act, alpha):
-    return ImplicitGemmPlan(g, dtype, has_bias, act, alpha)
+def implicit_plan(g, dtype, has_bias, act, alpha, tc=None):
+    return ImplicitGemmPlan(g, dtype, has_bias, act, alpha, tc)
 
 
 def check_cublas():

@@ -243,21 +243,34 @@ def _wino_args(kind, layout="C"):
 _TC_KINDS = {"float16": "f16", "bfloat16": "bf16", "float32": "tf32"}
 
 
-def _tc_args(name, out_f32=False):
-    """(A, B, C, bias, M, N, K, n_tiles, g0, img0, pix0, alpha): 16-bit operands as uint16 views; C float32
-    with out_f32."""
+def _tc_args(name, out_f32=False, implicit=False):
+    """(A, B or x, C, bias, M, N, K, n_tiles, g0, img0, pix0, alpha, conv, ktab): 16-bit operands as uint16
+    views; C float32 with out_f32; ktab implicit GEMM's dense int32 tap table, or (unused) the bias."""
     from numba import types
 
     el = types.float32 if name == "float32" else types.uint16
     a3 = types.Array(el, 3, "A")
     c3 = types.Array(types.float32, 3, "A") if out_f32 else a3
-    return (a3, a3, c3, types.Array(el, 1, "C")) + (types.int64,) * 7 + (types.float32,)
+    bias = types.Array(el, 1, "C")
+    b = types.Array(el, 4, "A") if implicit else a3
+    ktab = types.Array(types.int32, 2, "C") if implicit else bias
+    return (a3, b, c3, bias) + (types.int64,) * 7 + (types.float32, types.UniTuple(types.int64, 9), ktab)
 
 
 def _tc_factory(name, store="matrix", **options):
     from gpuconv.kernels import gemm_tc
 
     return gemm_tc.gemm_tc_kernel(_TC_KINDS[str(name)], store, **options)
+
+
+def _tc_implicit_factory(name, **options):
+    """implicit GEMM's tensor-core build: NCHW store, B gathered through the dense tap table."""
+    from gpuconv.kernels import gemm_tc, implicit_gemm
+    from gpuconv.kernels._common import PAD_ZEROS
+
+    kind = _TC_KINDS[str(name)]
+    return gemm_tc.gemm_tc_kernel(kind, "nchw", b_n_contig=False, vec_b=False,
+                                  b_gather=implicit_gemm.tc_gather_loader(kind, PAD_ZEROS, True), **options)
 
 
 def _convert_args(src, dst, layout="C"):
@@ -372,6 +385,10 @@ def kernel_specs() -> list[KernelSpec]:
         KernelSpec("gemm_tc_dgrad_f32", P(_tc_factory, out_f32=True), P(_tc_args, out_f32=True),
                    True, 0, gemm_tc.THREADS, "compute", "fma_outer", dtypes=("float16", "bfloat16"),
                    link=(mma.SOURCE,)),
+        # implicit GEMM's: B gathered from a dense NCHW x (zeros padding) through the tap table
+        KernelSpec("implicit_gemm_tc_bias_relu", P(_tc_implicit_factory, bias_mode=gemm.BIAS_ROW, act=ACT_RELU),
+                   P(_tc_args, implicit=True), True, 0, gemm_tc.THREADS, "compute", "fma_outer",
+                   dtypes=("float16", "bfloat16", "float32"), link=(mma.SOURCE,)),
     ]
     specs += [
         KernelSpec("im2col", im2col.im2col_kernel, _im2col_args("C"), True, 0, im2col.THREADS, "memory", "kernel", 1,
