@@ -101,7 +101,7 @@ class WinogradPlan:
         self.g, self.dtype, self.m = g, np.dtype(dtype), m
         self.ws_dtype = workspace_dtype(dtype)
         half = self.dtype in _precision.HALF_DTYPES
-        self.tc = "tf32" if tc or half else None
+        self.tc = "tf32" if half or (tc and self.ws_dtype == np.float32) else None     # (never float64)
         self.a2 = (m + 2) ** 2
         self.TH, self.TW = -(-g.P // m), -(-g.Q // m)
         t, _, l, _ = g.pads            # the output transform applies bias and any activation itself
