@@ -128,8 +128,9 @@ def _precision_sections(results, rows, precision, timed) -> list[str]:
         out += ["", f"## Convolutions{suffix}"]
         if precision != "float32":
             out += ["", f"Inputs drawn in float32 and rounded to {precision}; a check passes at or below "
-                    f"{_BOUNDS[precision]} (K terms per output) against the float64 reference on the rounded "
-                    "inputs. cuDNN in the same precision, channels-first (NCHW) and channels-last (NHWC)."]
+                    f"{_BOUNDS[precision]} (K terms per output; Winograd, whose TF32 products round its "
+                    "transforms, + 2⁻¹⁰ for F(2×2), + 2⁻⁷ for F(4×4)) against the float64 reference on the "
+                    "rounded inputs. cuDNN in the same precision, channels-first (NCHW) and channels-last (NHWC)."]
         baselines = [("cudnn", "cuDNN")] + ([("cudnn_channels_last", "cuDNN NHWC")] if precision != "float32" else [])
         if timed:
             head = "| layer | " + " | ".join(f"{a} ms | {a} GFLOP/s | " + " | ".join(f"{a} / {b}" for _, b in baselines)

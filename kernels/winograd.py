@@ -25,6 +25,13 @@ NaN land exactly where direct convolution puts them. The check costs one compari
 fix-up pass is a flag read per block unless the flag is up. Finite inputs keep Winograd's error, which
 is relative to the largest magnitude in each patch: a value 1e6 times its neighbours costs them about
 six digits.
+
+16-bit data: every transform also builds for dtype "f16" / "bf16" (kernels/_half.py): x, the weights and
+the bias are uint16 bits widened to float32 as they are read (also by the fix-up pass), each value of y
+is computed in float32 and rounded once (to nearest even) as it is stored, and the workspace U, V, M and
+the flag are float32: transformed values are not exact in 16 bits, and F(4×4)'s input transform grows
+values up to 100× (past float16's range for inputs above 655). The caller multiplies that float32
+workspace (on TF32 tensor cores: gpuconv.winograd states the error bound).
 """
 
 import functools
@@ -36,6 +43,7 @@ from numba import cuda, int32, int64, uint64
 from ._common import (ACT_NONE, PAD_CIRCULAR, PAD_REFLECT, PAD_REPLICATE, PAD_ZEROS, activation_fn, c_contiguous,
                       divmagic, fits_int32, grid_chunks, magic_numbers, numba_type, pad_source)
 from ._flat import load, store
+from ._half import codec, storage
 
 THREADS = 256
 # Patch transforms: a thread's a×a patch is a local array indexed only by constants once NVVM unrolls
@@ -121,9 +129,13 @@ def matrices(m, dtype=np.float64):
 
 @functools.cache
 def filter_transform_kernel(dtype, m):
-    _, G_, _ = matrices(m, dtype)
-    T = numba_type(dtype)
-    ZERO = np.dtype(dtype).type(0)
+    """U[e, k, c] = (G g[k, c] Gᵀ)[e]; dtype float32, float64 or a 16-bit kind (w's uint16 bits widened
+    as read, U float32)."""
+    arith, kind = storage(dtype)
+    widen, _ = codec(kind)
+    _, G_, _ = matrices(m, arith)
+    T = numba_type(arith)
+    ZERO = arith.type(0)
     A = m + 2
 
     @cuda.jit
@@ -139,7 +151,7 @@ def filter_transform_kernel(dtype, m):
             for j in range(3):
                 v = ZERO
                 for t in range(3):
-                    v += G[i, t] * w[uint64(k), uint64(c), uint64(t), uint64(j)]
+                    v += G[i, t] * widen(w[uint64(k), uint64(c), uint64(t), uint64(j)])
                 tmp[i, j] = v
         base = k * C + c                           # U[e, k, c] = U.flat[e·K·C + k·C + c]
         KC = int64(K) * C
@@ -170,13 +182,16 @@ def input_transform_kernel(dtype, m, mode=PAD_ZEROS, dense=True):
     """V[e, c, t] = (Bᵀ d B)[e] for the a×a input patch d of tile t of channel c, padded by `mode`
     (compiled in). The first thread of the grid also lowers the non-finite flag (output_transform_kernel).
 
-    dense: x is C-contiguous and its planes' offsets fit int32 (read through gpuconv.kernels._flat)."""
-    T = numba_type(dtype)
-    ZERO = np.dtype(dtype).type(0)
+    dense: x is C-contiguous and its planes' offsets fit int32 (read through gpuconv.kernels._flat).
+    dtype: float32, float64 or a 16-bit kind (x's uint16 bits widened as read; V and the flag float32)."""
+    arith, kind = storage(dtype)
+    widen, _ = codec(kind)
+    T = numba_type(arith)
+    ZERO = arith.type(0)
     A = m + 2
     I = int32 if dense else int64
     source = pad_source(mode, I)
-    bcol, brow, _, _ = _transforms(dtype, m)
+    bcol, brow, _, _ = _transforms(arith, m)
 
     @cuda.jit
     def input_transform(x, V, flag,               # x (N, C, H, W) -> V (a², C, tiles), tile fastest
@@ -203,9 +218,9 @@ def input_transform_kernel(dtype, m, mode=PAD_ZEROS, dense=True):
                 v = ZERO
                 if (hs >= 0) & (ws >= 0):
                     if dense:
-                        v = load(x, xplane, I(hs * W + ws))
+                        v = widen(load(x, xplane, I(hs * W + ws)))
                     else:
-                        v = x[uint64(n), uint64(c), uint64(hs), uint64(ws)]
+                        v = widen(x[uint64(n), uint64(c), uint64(hs), uint64(ws)])
                 d[i, j] = v
         for j in range(A):                        # Bᵀ d, column by column, in place
             col = bcol(d, j)
@@ -230,13 +245,17 @@ def output_transform_kernel(dtype, m, act=ACT_NONE, dense=True, fixup=False):
     is up; then each thread transforms its tile again (M is still there) and recomputes a non-finite
     one directly from x and w (module docstring). The main pass so carries no recomputation code.
 
-    dense: y is C-contiguous and its planes' offsets fit int32 (written through gpuconv.kernels._flat)."""
-    T = numba_type(dtype)
-    ZERO = np.dtype(dtype).type(0)
-    ONE = np.dtype(dtype).type(1)
+    dense: y is C-contiguous and its planes' offsets fit int32 (written through gpuconv.kernels._flat).
+    dtype: float32, float64 or a 16-bit kind: M and the flag float32; bias, x and w uint16 bits widened as
+    read; each value of y computed in float32 and rounded once to the kind (kernels/_half.py) as stored."""
+    arith, kind = storage(dtype)
+    widen, narrow = codec(kind)
+    T = numba_type(arith)
+    ZERO = arith.type(0)
+    ONE = arith.type(1)
     A = m + 2
-    f = activation_fn(dtype, act)
-    _, _, acol, arow = _transforms(dtype, m)
+    f = activation_fn(arith, act)
+    _, _, acol, arow = _transforms(arith, m)
     I = int32 if dense else int64
     recompute_tile = _direct_tile(dtype, m, act)
 
@@ -266,7 +285,7 @@ def output_transform_kernel(dtype, m, act=ACT_NONE, dense=True, fixup=False):
             col = acol(d, j)
             for i in range(m):
                 d[i, j] = col[i]
-        bk = bias[uint64(k)] if has_bias else ZERO
+        bk = widen(bias[uint64(k)]) if has_bias else ZERO
         p0 = I(I(th) * m)
         q0 = I(I(tw) * m)
         if dense and not fixup:
@@ -282,9 +301,9 @@ def output_transform_kernel(dtype, m, act=ACT_NONE, dense=True, fixup=False):
                     finite = finite and math.isfinite(v)
                     if not fixup:
                         if dense:
-                            store(y, yplane, I(p * Q + q), f(v, alpha))
+                            store(y, yplane, I(p * Q + q), narrow(f(v, alpha)))
                         else:
-                            y[uint64(n), uint64(k), uint64(p), uint64(q)] = f(v, alpha)
+                            y[uint64(n), uint64(k), uint64(p), uint64(q)] = narrow(f(v, alpha))
         if not fixup:
             if not finite:
                 flag[0] = ONE                     # any thread may raise it: all write the same value
@@ -300,9 +319,12 @@ def output_transform_kernel(dtype, m, act=ACT_NONE, dense=True, fixup=False):
 def _direct_tile(dtype, m, act):
     """recompute(x, w, y, n, k, p0, q0, pt, pl, mode, bk, alpha): the m×m tile at (p0, q0) of y[n, k]
     (clipped to y), as direct convolution computes it, + bk and the activation. Runtime loop bounds and
-    the padding mode a runtime value keep this cold path small (one fix-up kernel serves every mode)."""
-    ZERO = np.dtype(dtype).type(0)
-    f = activation_fn(dtype, act)
+    the padding mode a runtime value keep this cold path small (one fix-up kernel serves every mode).
+    A 16-bit kind: x and w widened as read, the sum in float32, each value of y rounded once."""
+    arith, kind = storage(dtype)
+    widen, narrow = codec(kind)
+    ZERO = arith.type(0)
+    f = activation_fn(arith, act)
     sources = tuple(pad_source(mode, int64) for mode in (PAD_ZEROS, PAD_REFLECT, PAD_REPLICATE, PAD_CIRCULAR))
     zeros, reflect, replicate, circular = sources
 
@@ -330,21 +352,23 @@ def _direct_tile(dtype, m, act):
                             ws = source(q0 + j - pl + s, W, mode)
                             xv = ZERO
                             if (hs >= 0) & (ws >= 0):
-                                xv = x[uint64(n), uint64(c), uint64(hs), uint64(ws)]
-                            acc += xv * w[uint64(k), uint64(c), uint64(r), uint64(s)]
-                y[uint64(n), uint64(k), uint64(p0 + i), uint64(q0 + j)] = f(acc + bk, alpha)
+                                xv = widen(x[uint64(n), uint64(c), uint64(hs), uint64(ws)])
+                            acc += xv * widen(w[uint64(k), uint64(c), uint64(r), uint64(s)])
+                y[uint64(n), uint64(k), uint64(p0 + i), uint64(q0 + j)] = narrow(f(acc + bk, alpha))
 
     return recompute
 
 
 def launch_transforms(dtype, m, pads_tl, mode, TH, TW, has_bias, act, alpha):
     """(filter(w, U, stream), inputs(x, V, flag, img0, stream), outputs(M, y, bias, x, w, flag, img0, stream))
-    launchers; flag: a one-element workspace array of dtype (the non-finite tiles' signal)."""
+    launchers; flag: a one-element workspace array of the workspace's dtype (the non-finite tiles' signal).
+    dtype: float32, float64, or a 16-bit kind ("f16", "bf16": x, w, bias and y are uint16 bits, the
+    workspace U, V, M and the flag float32)."""
     # Launch plans. Filter: grid (ceil(C / 256), K) of 256 threads, a thread per (k, c). Patch transforms:
     # grid (ceil(tiles / 128), C or K) of 128 threads, a thread per tile of the chunk (tile fastest: x
     # coordinate) and channel or filter; y in chunks of 65535 launches; the chunk's tiles fit int32 (the
     # plan caps its images). outputs launches the main pass, then the fix-up pass over the same grid.
-    alpha = np.dtype(dtype).type(alpha)
+    alpha = storage(dtype)[0].type(alpha)
     pt, pl = pads_tl
     fk = filter_transform_kernel(dtype, m)
     tiles = TH * TW

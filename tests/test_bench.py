@@ -278,6 +278,19 @@ def test_check_holds_each_precision_to_its_bound():
         assert not harness.check(1e-12, "reference", precision, 4, exact=True)["passed"]
 
 
+def test_check_gives_winograd_its_tf32_allowance():
+    """Winograd outside float32 multiplies TF32-rounded transforms: its checks add the TF32 ceiling of its
+    tile size (winograd.TF32_TYPICAL_ERROR) to the precision's bound; other algorithms and float32 do not."""
+    from gpuconv import winograd
+
+    for algo, m in winograd.ALGOS.items():
+        for precision, u in (("float16", 2.0 ** -11), ("tf32", 0.0)):
+            bound = u + 72 * 2.0 ** -24 + winograd.TF32_TYPICAL_ERROR[m]
+            assert harness.check(bound, "reference", precision, 72, algo=algo)["bound"] == bound
+            assert not harness.check(bound * 1.01, "reference", precision, 72, algo=algo)["passed"]
+    assert not harness.check(2.0 ** -11 + 73 * 2.0 ** -24, "reference", "float16", 72, algo="im2col")["passed"]
+    assert not harness.check(1e-5, "reference", algo="winograd")["passed"]
+
 def test_report_renders_a_precision_section(tmp_path):
     """Renderer only: timing-shaped float16 rows (test data, not measurements) with both cuDNN baselines
     get their own section, ratios to each, and a geometric mean per baseline; float32 rows keep theirs."""

@@ -98,9 +98,10 @@ def _threshold(precision):
     if precision == "float32":
         return f"passes below {harness.TOL:.0e}"
     if precision == "tf32":
-        return "inputs rounded to TF32; passes at or below K·2^-24, K terms per output"
+        return "inputs rounded to TF32; passes at or below K·2^-24, K terms per output (Winograd: + 2^-10 / 2^-7)"
     return (f"inputs rounded to {precision}; passes at or below u + K·2^-24, u = "
-            f"2^{'-11' if precision == 'float16' else '-8'}, K terms per output; max pooling exact")
+            f"2^{'-11' if precision == 'float16' else '-8'}, K terms per output (Winograd: + 2^-10 / 2^-7); "
+            "max pooling exact")
 
 
 def check_tables(rows, sim) -> list:

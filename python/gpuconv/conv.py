@@ -84,15 +84,17 @@ def gpu_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
         simulator a documented heuristic: see gpuconv.autotune);
     out: an array of the result's shape, dtype and side to write into;
     stream: a Numba, CuPy or PyTorch stream (default: the current stream of the input's library);
-    allow_tf32: float32 "im2col" (also when "auto" picks it) multiplies on TF32 tensor cores when True
-        (None: gpuconv.allow_tf32(), off by default).
+    allow_tf32: float32 "im2col", "implicit_gemm" and Winograd (also when "auto" picks them) multiply on TF32
+        tensor cores when True (None: gpuconv.allow_tf32(), off by default).
 
     float32, float64, float16 and bfloat16; x, weight and bias share one dtype and one side. float16
     and bfloat16 run "im2col" ("auto" means it where tensor_cores_pay) on the tensor cores: the columns
     are unfolded from the 16-bit data, multiplied with float32 accumulation, bias and activation applied
     in float32 and the result rounded to the input's dtype. Where "direct" (or "auto", on a layer the
     tensor cores do not pay for) picks the depthwise kernel, its 16-bit build reads and writes the 16-bit
-    data itself, likewise in float32 inside. Their other algorithms and direct kernels run the float32
+    data itself, likewise in float32 inside; "winograd" / "winograd_2x2" read and write the 16-bit data
+    in their transforms, with a float32 workspace and float32 products (gpuconv.winograd); "implicit_gemm"
+    gathers the 16-bit data on the tensor cores. Their other algorithms and direct kernels run the float32
     kernels on float32 copies of the operands (gpuconv._precision), rounding the result once. NumPy in -> NumPy out;
     device arrays (CuPy, PyTorch CUDA, Numba, CUDA array interface, DLPack) are used in place and the
     result has the input's type. x may be unbatched, (C, H, W) -> (K, P, Q), and N may be 0 (an empty
@@ -100,7 +102,7 @@ def gpu_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     ValueError/TypeError before anything is allocated or launched.
     """
     half = _precision.any_half(x, weight, bias)
-    if half and algo not in ("auto", "im2col", "implicit_gemm", "direct"):
+    if half and algo not in ("auto", "im2col", "implicit_gemm", "direct", *winograd.ALGOS):
         return _precision.widened(
             lambda x, w, b, s, o: gpu_conv2d(x, w, b, stride, padding, dilation, groups, padding_mode=padding_mode,
                                              activation=activation, algo=algo, out=o, stream=s, _kernel=_kernel),
@@ -189,12 +191,12 @@ TC_ALGOS = ("im2col", "implicit_gemm")     # the algorithms with a tensor-core b
 
 @functools.lru_cache(maxsize=1024)
 def _native_half(g, algo, kernel):
-    """The algorithm a 16-bit call runs on its 16-bit data (TC_ALGOS on the tensor cores, "direct": the
-    depthwise kernel's 16-bit build), or None to widen: TC_ALGOS as asked, "auto" where tensor_cores_pay
-    (then one of TC_ALGOS: timed on a GPU, else "im2col"; see _candidates), else "auto" and "direct"
-    where dispatch (in float32, whose staging the 16-bit build shares) picks the depthwise kernel or
-    `kernel` forces it."""
-    if algo in TC_ALGOS or (algo == "auto" and tensor_cores_pay(g)):
+    """The algorithm a 16-bit call runs on its 16-bit data (TC_ALGOS on the tensor cores, Winograd: its
+    transforms' 16-bit builds, "direct": the depthwise kernel's 16-bit build), or None to widen: TC_ALGOS
+    and Winograd as asked, "auto" where tensor_cores_pay (then one of TC_ALGOS: timed on a GPU, else
+    "im2col"; see _candidates), else "auto" and "direct" where dispatch (in float32, whose staging the
+    16-bit build shares) picks the depthwise kernel or `kernel` forces it."""
+    if algo in TC_ALGOS or algo in winograd.ALGOS or (algo == "auto" and tensor_cores_pay(g)):
         return algo
     if (kernel or choose_direct_kernel(g, np.float32)) == "depthwise":
         return "direct"
@@ -218,9 +220,10 @@ class _DirectPlan:
 @functools.lru_cache(maxsize=1024)
 def _plan(algo, g, dtype, has_bias, act_code, alpha, kernel, limit, tc=None):
     """The configured plan of one algorithm for one shape, options and workspace limit, built once; tc
-    (a tensor-core kind, _precision.tc_kind) applies to "im2col" and "implicit_gemm"."""
+    (a tensor-core kind, _precision.tc_kind) applies to "im2col", "implicit_gemm" and (TF32) Winograd's
+    products."""
     if algo in winograd.ALGOS:
-        return winograd.plan(g, dtype, winograd.ALGOS[algo], has_bias, act_code, alpha, limit)
+        return winograd.plan(g, dtype, winograd.ALGOS[algo], has_bias, act_code, alpha, limit, tc)
     if algo == "implicit_gemm":
         return im2col.implicit_plan(g, dtype, has_bias, act_code, alpha, tc)
     if algo in ("im2col", "im2col_cublas"):

@@ -27,6 +27,9 @@ dtype's size; DRAM traffic counts each unique input byte once and every output b
 - Winograd F(m×m, 3×3) transforms, per thread: filter reads 9, writes a² (a = m + 2); input reads
   m² fresh and writes a²; output reads a² and writes m² — F(4×4): 45b, 52b, 52b; F(2×2): 25b, 20b, 20b.
   Their fix-up pass (non-finite tiles only) is measured as a compute kernel, on its direct recomputation.
+  The 16-bit builds (`winograd{m}_{part}_f16`, `_bf16`: one dtype each, as their bytes differ) move the
+  data in 2 bytes and the float32 workspace in 4 (b = 2): filter 9 + 2a², input m² + 2a², output
+  2a² + m² — F(4×4): 81b, 88b, 88b; F(2×2): 41b, 36b, 36b.
 
 The pooling kernels are also measured in their float16 and bfloat16 builds (uint16 bits widened to
 float32 where loaded, b = 2; bfloat16 widens by a shift, float16 by a conversion, so they compile
@@ -223,19 +226,20 @@ def _data_grad_args(dtype):
 
 def _wino_args(kind, layout="C"):
     """Args of the Winograd transforms as their launchers pass them: user arrays (w, x, y, bias) of
-    `layout` (strided in general; weights and bias always), workspace arrays (U, V, M, flag) C-contiguous."""
+    `layout` (strided in general; weights and bias always), workspace arrays (U, V, M, flag) C-contiguous;
+    16-bit builds: user arrays of uint16 bits, the workspace and alpha float32."""
     def args(dtype):
         from numba import types
 
-        t = _numba_t(dtype)
-        a4, ws3, flag = types.Array(t, 4, layout), types.Array(t, 3, "C"), types.Array(t, 1, "C")
+        e, t = _stored(dtype)                       # user arrays' elements; workspace and scalars
+        a4, ws3, flag = types.Array(e, 4, layout), types.Array(t, 3, "C"), types.Array(t, 1, "C")
         tail = (types.UniTuple(types.uint32, 4), types.int64)
         if kind == "filter":
-            return (types.Array(t, 4, "A"), ws3, types.int64)
+            return (types.Array(e, 4, "A"), ws3, types.int64)
         if kind == "input":
             return (a4, ws3, flag) + (types.int64,) * 5 + tail
         # output: (M, y, bias, x, w, flag, img0, pt, pl, mode, tiles, TW, has_bias, alpha, mags, k0)
-        return (ws3, a4, types.Array(t, 1, "A"), types.Array(t, 4, "A"), types.Array(t, 4, "A"), flag) + \
+        return (ws3, a4, types.Array(e, 1, "A"), types.Array(e, 4, "A"), types.Array(e, 4, "A"), flag) + \
             (types.int64,) * 6 + (types.boolean, t) + tail
     return args
 
@@ -347,24 +351,27 @@ def kernel_specs() -> list[KernelSpec]:
     for m in winograd.TILE_SIZES:
         a2 = (m + 2) ** 2
         wi, wo = winograd.input_transform_kernel, winograd.output_transform_kernel
-        specs += [
+        # (name, factory, args, kind, hot rule, bytes per thread: 16-bit data's, then the workspace's elements)
+        transforms = [
             # a thread per filter, patch or tile, its loops unrolled: the whole kernel is one iteration
-            KernelSpec(f"winograd{m}_filter", P(winograd.filter_transform_kernel, m=m), _wino_args("filter"),
-                       True, 0, winograd.THREADS, "memory", "kernel", 1, 9 + a2),
-            KernelSpec(f"winograd{m}_input", P(wi, m=m), _wino_args("input"), True, 0, winograd.TRANSFORM_THREADS,
-                       "memory", "kernel", 1, m * m + a2),
-            KernelSpec(f"winograd{m}_input_general", P(wi, m=m, dense=False), _wino_args("input", "A"), True, 0,
-                       winograd.TRANSFORM_THREADS, "memory", "kernel", 1, m * m + a2),
-            KernelSpec(f"winograd{m}_output", P(wo, m=m, act=ACT_RELU), _wino_args("output"), True, 0,
-                       winograd.TRANSFORM_THREADS, "memory", "kernel", 1, a2 + m * m),
-            KernelSpec(f"winograd{m}_output_general", P(wo, m=m, act=ACT_RELU, dense=False),
-                       _wino_args("output", "A"), True, 0, winograd.TRANSFORM_THREADS, "memory", "kernel", 1,
-                       a2 + m * m),
+            ("filter", P(winograd.filter_transform_kernel, m=m), _wino_args("filter"), "memory", "kernel", 9, a2),
+            ("input", P(wi, m=m), _wino_args("input"), "memory", "kernel", m * m, a2),
+            ("input_general", P(wi, m=m, dense=False), _wino_args("input", "A"), "memory", "kernel", m * m, a2),
+            ("output", P(wo, m=m, act=ACT_RELU), _wino_args("output"), "memory", "kernel", m * m, a2),
+            ("output_general", P(wo, m=m, act=ACT_RELU, dense=False), _wino_args("output", "A"), "memory", "kernel",
+             m * m, a2),
             # the fix-up pass: nothing but a flag read unless a tile was not finite; then the direct
             # recomputation's inner loop (a cold path, measured as the general direct kernel is)
-            KernelSpec(f"winograd{m}_fixup", P(wo, m=m, act=ACT_RELU, dense=False, fixup=True),
-                       _wino_args("output", "A"), True, 0, winograd.TRANSFORM_THREADS, "compute", "fma_inner"),
+            ("fixup", P(wo, m=m, act=ACT_RELU, dense=False, fixup=True), _wino_args("output", "A"), "compute",
+             "fma_inner", 0, 0),
         ]
+        for part, factory, args, kind, hot, data, work in transforms:
+            threads = winograd.THREADS if part == "filter" else winograd.TRANSFORM_THREADS
+            specs.append(KernelSpec(f"winograd{m}_{part}", factory, args, True, 0, threads, kind, hot, 1, data + work))
+            # the 16-bit builds: 2-byte data, float32 workspace (4 bytes: 2 units of b = 2)
+            for name, dt in (("f16", "float16"), ("bf16", "bfloat16")):
+                specs.append(KernelSpec(f"winograd{m}_{part}_{name}", H(factory), args, True, 0, threads, kind, hot, 1,
+                                        data + 2 * work, dtypes=(dt,)))
     from gpuconv.kernels import gemm_tc, mma
 
     # tensor cores: m16n8k16 for float16 / bfloat16, m16n8k8 TF32 for float32 (on request)
