@@ -25,6 +25,8 @@ owns one pixel of the tile and gathers 2 vectors of consecutive taps per step (8
 words, stored along K). The gather's address work needs the registers a prefetch would hold, so that
 build fetches a step's tiles after its multiply, B one vector at a time, and leaves the latency to the
 SM's other warps. ldmatrix rows are addressed from two per-thread offsets plus compile-time constants.
+Its TF32 build has no spill on sm_90 but one register (4 B, outside the K loop) on sm_80, so gpu_conv2d
+does not dispatch it yet (float32 implicit GEMM stays on the CUDA cores).
 """
 
 import functools

@@ -9,6 +9,7 @@ padding mode, groups, the fused epilogue and a late activation."""
 
 import numpy as np
 import pytest
+from numba import cuda
 
 import gpuconv
 from conftest import rel_err
@@ -79,9 +80,9 @@ def test_implicit_gemm_strided_input(rng, tensor_cores_only):
     assert rel_err(f64(y), ref.conv2d(x64, w64, None, padding=1)) <= bound("bfloat16", 36)
 
 
-def test_implicit_gemm_tf32(rng, monkeypatch):
-    """float32 on TF32 when allowed (the reference on TF32-rounded inputs); off, the CUDA-core GEMM, exact
-    to float32's accumulation."""
+def test_implicit_gemm_tf32_build(rng, monkeypatch):
+    """The TF32 build (not dispatched by gpu_conv2d yet: it spills on sm_80) against the reference on
+    TF32-rounded inputs; gpu_conv2d's float32 implicit GEMM stays on the CUDA cores with TF32 allowed."""
     x = rng.standard_normal((1, 3, 6, 6)).astype(np.float32)
     w = rng.standard_normal((16, 3, 3, 3)).astype(np.float32)
     conv_mod._plan.cache_clear()            # plans are built once per shape: count this test's launchers
@@ -90,11 +91,15 @@ def test_implicit_gemm_tf32(rng, monkeypatch):
     real = gemm_tc.launch_gemm_tc
     monkeypatch.setattr(im2col_mod.kimplicit.gemm_tc, "launch_gemm_tc",
                         lambda *a, **k: launches.append(a[0]) or real(*a, **k))
-    y = gpuconv.gpu_conv2d(x, w, padding=1, algo="implicit_gemm", allow_tf32=True)
+    g = conv_mod.geometry(x.shape, w.shape, 1, 1, 1, 1, "zeros", None)
+    dx, dy = cuda.to_device(x), cuda.device_array(g.out_shape, np.float32)
+    im2col_mod.implicit_plan(g, np.dtype(np.float32), False, 0, 0.0, "tf32").run(
+        dx, cuda.to_device(w), _precision.no_bias(np.dtype(np.float32)), dy, "numba", dx, cuda.default_stream())
+    y = dy.copy_to_host()
     assert launches == ["tf32", "tf32"]     # the launchers of a dense x and of any other
     assert rel_err(y, ref.conv2d(tf32(x), tf32(w), None, padding=1)) <= bound("tf32", 27)
     exact = ref.conv2d(x.astype(np.float64), w.astype(np.float64), None, padding=1)
-    y32 = gpuconv.gpu_conv2d(x, w, padding=1, algo="implicit_gemm")
+    y32 = gpuconv.gpu_conv2d(x, w, padding=1, algo="implicit_gemm", allow_tf32=True)
     assert len(launches) == 2 and rel_err(y32, exact) < 1e-6
 
 

@@ -84,7 +84,7 @@ def gpu_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
         simulator a documented heuristic: see gpuconv.autotune);
     out: an array of the result's shape, dtype and side to write into;
     stream: a Numba, CuPy or PyTorch stream (default: the current stream of the input's library);
-    allow_tf32: float32 "im2col", "implicit_gemm" and Winograd (also when "auto" picks them) multiply on TF32
+    allow_tf32: float32 "im2col" and Winograd (also when "auto" picks them) multiply on TF32
         tensor cores when True (None: gpuconv.allow_tf32(), off by default).
 
     float32, float64, float16 and bfloat16; x, weight and bias share one dtype and one side. float16
@@ -220,12 +220,12 @@ class _DirectPlan:
 @functools.lru_cache(maxsize=1024)
 def _plan(algo, g, dtype, has_bias, act_code, alpha, kernel, limit, tc=None):
     """The configured plan of one algorithm for one shape, options and workspace limit, built once; tc
-    (a tensor-core kind, _precision.tc_kind) applies to "im2col", "implicit_gemm" and (TF32) Winograd's
-    products."""
+    (a tensor-core kind, _precision.tc_kind) applies to "im2col", "implicit_gemm" (16-bit) and (TF32)
+    Winograd's products."""
     if algo in winograd.ALGOS:
         return winograd.plan(g, dtype, winograd.ALGOS[algo], has_bias, act_code, alpha, limit, tc)
-    if algo == "implicit_gemm":
-        return im2col.implicit_plan(g, dtype, has_bias, act_code, alpha, tc)
+    if algo == "implicit_gemm":     # (16-bit only: the TF32 build spills on sm_80, see kernels/gemm_tc.py)
+        return im2col.implicit_plan(g, dtype, has_bias, act_code, alpha, None if tc == "tf32" else tc)
     if algo in ("im2col", "im2col_cublas"):
         if algo == "im2col_cublas":
             im2col.check_cublas()

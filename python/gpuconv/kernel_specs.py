@@ -395,7 +395,7 @@ def kernel_specs() -> list[KernelSpec]:
         # implicit GEMM's: B gathered from a dense NCHW x (zeros padding) through the tap table
         KernelSpec("implicit_gemm_tc_bias_relu", P(_tc_implicit_factory, bias_mode=gemm.BIAS_ROW, act=ACT_RELU),
                    P(_tc_args, implicit=True), True, 0, gemm_tc.THREADS, "compute", "fma_outer",
-                   dtypes=("float16", "bfloat16", "float32"), link=(mma.SOURCE,)),
+                   dtypes=("float16", "bfloat16"), link=(mma.SOURCE,)),
     ]
     specs += [
         KernelSpec("im2col", im2col.im2col_kernel, _im2col_args("C"), True, 0, im2col.THREADS, "memory", "kernel", 1,
