@@ -279,15 +279,17 @@ def test_check_holds_each_precision_to_its_bound():
 
 
 def test_check_gives_winograd_its_tf32_allowance():
-    """Winograd outside float32 multiplies TF32-rounded transforms: its checks add the TF32 ceiling of its
-    tile size (winograd.TF32_TYPICAL_ERROR) to the precision's bound; other algorithms and float32 do not."""
+    """Winograd on TF32 multiplies TF32-rounded transforms: its checks add the TF32 ceiling of its tile size
+    (winograd.TF32_TYPICAL_ERROR) to the bound; 16-bit Winograd (float32 products), other algorithms and
+    float32 do not."""
     from gpuconv import winograd
 
     for algo, m in winograd.ALGOS.items():
-        for precision, u in (("float16", 2.0 ** -11), ("tf32", 0.0)):
-            bound = u + 72 * 2.0 ** -24 + winograd.TF32_TYPICAL_ERROR[m]
-            assert harness.check(bound, "reference", precision, 72, algo=algo)["bound"] == bound
-            assert not harness.check(bound * 1.01, "reference", precision, 72, algo=algo)["passed"]
+        bound = 72 * 2.0 ** -24 + winograd.TF32_TYPICAL_ERROR[m]
+        assert harness.check(bound, "reference", "tf32", 72, algo=algo)["bound"] == bound
+        assert not harness.check(bound * 1.01, "reference", "tf32", 72, algo=algo)["passed"]
+        half = 2.0 ** -11 + 72 * 2.0 ** -24
+        assert harness.check(half, "reference", "float16", 72, algo=algo)["bound"] == half
     assert not harness.check(2.0 ** -11 + 73 * 2.0 ** -24, "reference", "float16", 72, algo="im2col")["passed"]
     assert not harness.check(1e-5, "reference", algo="winograd")["passed"]
 
