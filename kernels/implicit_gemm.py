@@ -240,9 +240,11 @@ def launch_implicit_gemm(g, dtype, images, mode, bias_mode, act, alpha, tc=None)
                     for dense in (False, True)}
 
     def run(A, x, y3, bias, img0, tables, stream):
-        if tc is not None and _span(A) >= 2**31:
-            raise ValueError(f"tensor-core implicit GEMM addresses the weight in 32 bits: its {A.shape} view spans "
-                             f"{_span(A)} elements")
+        if tc is not None:
+            span = _span(A)
+            if span >= 2**31:
+                raise ValueError(f"tensor-core implicit GEMM addresses the weight in 32 bits: its {A.shape} view "
+                                 f"spans {span} elements")
         dense = tables[0] is not None and dense_images(x, isz)
         launches[dense](A, x, y3, bias, img0, 0, stream, tables[0] if dense else tables[1])
 

@@ -186,7 +186,7 @@ def gpu_conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, 
     return _precision.result(res, dy, dtype, kind, out, s)
 
 
-TC_ALGOS = ("im2col", "implicit_gemm")     # the algorithms with a tensor-core build
+TC_ALGOS = ("im2col", "implicit_gemm")     # the algorithms with a tensor-core build (untimed preference first)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -247,7 +247,7 @@ def _candidates(g, dtype, viewable, limit):
 @functools.lru_cache(maxsize=1024)
 def _heuristic(g, dtype, viewable, limit):
     if dtype in _precision.HALF_DTYPES:     # untimed: im2col (its GEMM's loads are 16-byte vectors)
-        return next(a for a in ("im2col", "implicit_gemm") if a in _candidates(g, dtype, viewable, limit))
+        return next(a for a in TC_ALGOS if a in _candidates(g, dtype, viewable, limit))
     return autotune.heuristic(g, dtype, viewable)
 
 
